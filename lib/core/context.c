@@ -1,0 +1,99 @@
+/* Opening and closing contexts, options, error messages. */
+#include <string.h>
+
+#include "../common/alloc.h"
+#include "../common/text.h"
+#include "../io/publish.h"
+#include "core.h"
+
+/* brine_open has no context to keep its message in when it fails. */
+static _Thread_local brine_error open_error;
+
+const char *brine_open_errmsg(void)
+{
+    return open_error.msg;
+}
+
+const char *brine_version(void)
+{
+    return BRINE_VERSION_STRING;
+}
+
+int brine_open(brine **out, const char *dir, const brine_options *opts)
+{
+    int rc = 0;
+    brine_options o = BRINE_OPTIONS_INIT;
+    brine *b = NULL;
+
+    brine__error_clear(&open_error);
+    if (!out)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: out is NULL");
+    *out = NULL;
+    if (!dir || !*dir)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: the directory is NULL or empty");
+    if (opts) {
+        if (opts->version != BRINE_OPTIONS_VERSION)
+            return brine__fail(&open_error, BRINE_EINVAL,
+                               "brine_open: options version %u, this library knows %d "
+                               "(initialise options with BRINE_OPTIONS_INIT)",
+                               opts->version, BRINE_OPTIONS_VERSION);
+        o = *opts;
+    }
+    if (!o.prefix)
+        o.prefix = "ckpt";
+    if (!brine__prefix_valid(o.prefix))
+        return brine__fail(&open_error, BRINE_EINVAL,
+                           "brine_open: prefix '%s' is invalid: use 1 to 64 characters from "
+                           "[A-Za-z0-9_.+-], not starting with '.'",
+                           o.prefix);
+    if (o.level < 0 || o.level > 9)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: level %d is not in 0..9", o.level);
+    if (o.threads < 0)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: threads %d is negative", o.threads);
+    if (o.io && o.io->version != BRINE_IO_METHODS_VERSION)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: I/O methods version %u, expected %d",
+                           o.io->version, BRINE_IO_METHODS_VERSION);
+    if (o.alloc && (!o.alloc->alloc || !o.alloc->free))
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: the allocator lacks alloc or free");
+
+    b = brine__calloc(o.alloc, 1, sizeof *b);
+    if (!b)
+        return brine__fail(&open_error, BRINE_ENOMEM, "brine_open: out of memory");
+    b->alloc = o.alloc;
+    b->io = o.io ? o.io : brine_io_posix();
+    b->dir = brine__strdup(b->alloc, dir);
+    b->prefix = brine__strdup(b->alloc, o.prefix);
+    if (!b->dir || !b->prefix) {
+        rc = brine__fail(&open_error, BRINE_ENOMEM, "brine_open: out of memory");
+        goto done;
+    }
+    b->opts = o;
+    b->opts.prefix = b->prefix;
+    if ((rc = brine_publish__mkdirs(b->io, b->dir, &open_error)) != 0)
+        goto done;
+done:
+    if (rc) {
+        brine_close(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+void brine_close(brine *b)
+{
+    if (!b)
+        return;
+    const brine_allocator *a = b->alloc;
+    brine_registry__free(b);
+    brine__free(a, b->dir);
+    brine__free(a, b->prefix);
+    brine__free(a, b);
+}
+
+const char *brine_errmsg(const brine *b)
+{
+    if (!b)
+        return "no brine context (NULL)";
+    return b->err.msg;
+}

@@ -1,0 +1,221 @@
+/* brine_save: encode the state, write the file under a temporary name, publish it, rotate. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "../common/alloc.h"
+#include "../common/text.h"
+#include "../format/dtype.h"
+#include "../format/h5_layout.h"
+#include "../format/pickle_encode.h"
+#include "../io/dir_scan.h"
+#include "../io/h5_vfd.h"
+#include "../io/publish.h"
+#include "core.h"
+
+/* Length of the next name component of name starting at from. */
+static size_t component_len(const char *name, size_t from)
+{
+    const char *slash = strchr(name + from, '/');
+    return slash ? (size_t)(slash - (name + from)) : strlen(name + from);
+}
+
+static void encode_scalar(brine_pickle_enc *e, const brine_var *v)
+{
+    const void *p = v->data;
+    switch (v->dtype) {
+    case BRINE_BOOL: brine_pickle__enc_bool(e, *(const unsigned char *)p != 0); break;
+    case BRINE_I8: brine_pickle__enc_int(e, *(const int8_t *)p); break;
+    case BRINE_I16: brine_pickle__enc_int(e, *(const int16_t *)p); break;
+    case BRINE_I32: brine_pickle__enc_int(e, *(const int32_t *)p); break;
+    case BRINE_I64: brine_pickle__enc_int(e, *(const int64_t *)p); break;
+    case BRINE_U8: brine_pickle__enc_uint(e, *(const uint8_t *)p); break;
+    case BRINE_U16: brine_pickle__enc_uint(e, *(const uint16_t *)p); break;
+    case BRINE_U32: brine_pickle__enc_uint(e, *(const uint32_t *)p); break;
+    case BRINE_U64: brine_pickle__enc_uint(e, *(const uint64_t *)p); break;
+    case BRINE_F32: brine_pickle__enc_float(e, *(const float *)p); break;
+    case BRINE_F64: brine_pickle__enc_float(e, *(const double *)p); break;
+    case BRINE_C64: {
+        const float *c = p;
+        brine_pickle__enc_complex(e, c[0], c[1]);
+        break;
+    }
+    case BRINE_C128: {
+        const double *c = p;
+        brine_pickle__enc_complex(e, c[0], c[1]);
+        break;
+    }
+    }
+}
+
+/*
+ * Emits the dict of the group whose names start with prefix (prefix_len
+ * bytes, ending with '/' unless empty): each member once, in order of first
+ * registration.  Arrays are appended to order[*narrays] in the order their
+ * NEXT_BUFFER opcodes are emitted.
+ */
+static void encode_group(const brine *b, brine_pickle_enc *e, const char *prefix, size_t prefix_len,
+                         size_t *order, size_t *narrays)
+{
+    brine_pickle__enc_dict_begin(e);
+    for (size_t i = 0; i < b->nvars; i++) {
+        const brine_var *v = &b->vars[i];
+        if (strncmp(v->name, prefix, prefix_len) != 0)
+            continue;
+        const size_t n = component_len(v->name, prefix_len);
+        const int leaf = v->name[prefix_len + n] == '\0';
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) {
+            const char *o = b->vars[j].name;
+            seen = strncmp(o, prefix, prefix_len) == 0 &&
+                   strncmp(o + prefix_len, v->name + prefix_len, n) == 0 &&
+                   (o[prefix_len + n] == '/' || o[prefix_len + n] == '\0');
+        }
+        if (seen)
+            continue;
+        brine_pickle__enc_key(e, v->name + prefix_len, n);
+        if (!leaf) {
+            encode_group(b, e, v->name, prefix_len + n + 1, order, narrays);
+        } else if (v->is_string) {
+            brine_pickle__enc_str(e, v->data, strlen(v->data));
+        } else if (v->ndim == 0) {
+            encode_scalar(e, v);
+        } else {
+            brine_pickle__enc_ndarray(e, v->ndim, v->shape, brine_dtype__info(v->dtype)->numpy,
+                                      v->order);
+            order[(*narrays)++] = i;
+        }
+    }
+    brine_pickle__enc_dict_end(e);
+}
+
+/* Strings must be NUL-terminated within their capacity and valid UTF-8, or Python cannot load them. */
+static int check_strings(brine *b)
+{
+    for (size_t i = 0; i < b->nvars; i++) {
+        const brine_var *v = &b->vars[i];
+        if (!v->is_string)
+            continue;
+        const char *nul = memchr(v->data, '\0', v->nbytes);
+        if (!nul)
+            return brine__fail(&b->err, BRINE_EINVAL,
+                               "string variable '%s' has no NUL within its capacity of %zu bytes",
+                               v->name, v->nbytes);
+        if (!brine__utf8_valid(v->data, (size_t)(nul - (const char *)v->data)))
+            return brine__fail(&b->err, BRINE_EINVAL, "string variable '%s' is not valid UTF-8",
+                               v->name);
+    }
+    return 0;
+}
+
+/* When the driver saw a failing system call, that is the real cause: report it rather than HDF5's stack. */
+static int fold_io_failure(brine *b, int rc, const brine_vfd_status *st)
+{
+    if (rc == 0 || st->neg_errno == 0)
+        return rc;
+    return brine__fail_errno(&b->err, st->neg_errno, "%s of %s failed", st->op, st->path);
+}
+
+static int write_file(brine *b, const char *tmp, int64_t step, const uint8_t *stream, size_t len,
+                      const size_t *order, size_t narrays)
+{
+    int rc = 0;
+    brine_vfd_status status = {0};
+    brine_h5_writer *w = NULL;
+    const brine_h5_write_opts wopts = {b->opts.level, b->opts.threads};
+    char **paths = NULL;
+    hid_t fapl = brine_vfd__fapl(b->io, &status);
+
+    if (fapl < 0) {
+        rc = brine__fail(&b->err, BRINE_EHDF5, "cannot set up brine's HDF5 file driver");
+        goto done;
+    }
+    if (narrays && !(paths = brine__calloc(b->alloc, narrays, sizeof *paths))) {
+        rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = brine_h5__create(&w, tmp, fapl, step, &wopts, b->alloc, &b->err)))
+        goto done;
+    for (size_t k = 0; k < narrays; k++) {
+        const brine_var *v = &b->vars[order[k]];
+        size_t n = strlen(v->name);
+        if (!(paths[k] = brine__alloc(b->alloc, n + 8))) {
+            rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(paths[k], "/state/", 7);
+        memcpy(paths[k] + 7, v->name, n + 1);
+        if ((rc = brine_h5__write_array(w, v->name, v->dtype, v->order, v->ndim, v->dims, v->data,
+                                        &b->err)))
+            goto done;
+    }
+    if ((rc = brine_h5__write_pickle(w, stream, len, (const char *const *)paths, narrays, &b->err)))
+        goto done;
+    rc = brine_h5__finish(w, &b->err);
+    w = NULL;
+done:
+    brine_h5__abandon(w);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    for (size_t k = 0; paths && k < narrays; k++)
+        brine__free(b->alloc, paths[k]);
+    brine__free(b->alloc, paths);
+    return fold_io_failure(b, rc, &status);
+}
+
+int brine_save(brine *b, int64_t step)
+{
+    int rc = 0;
+    brine_pickle_enc enc;
+    uint8_t *stream = NULL;
+    size_t len = 0, narrays = 0;
+    size_t *order = NULL;
+    char final[4096], tmp[4096];
+    brine_h5_quiet quiet;
+    int tmp_exists = 0;
+
+    if (!b)
+        return BRINE_EINVAL;
+    brine__error_clear(&b->err);
+    if (step < 0 || step > BRINE_MAX_STEP)
+        return brine__fail(&b->err, BRINE_EINVAL, "brine_save: step %" PRId64 " is not in 0..%" PRId64,
+                           step, BRINE_MAX_STEP);
+    if ((rc = check_strings(b)))
+        return rc;
+    if ((rc = brine_publish__paths(final, sizeof final, tmp, sizeof tmp, b->dir, b->prefix, step,
+                                   &b->err)))
+        return rc;
+
+    brine_h5__quiet_begin(&quiet);
+    /* Leftovers of a killed writer: they are not checkpoints, only lost space. */
+    brine_error ignored;
+    brine_scan__remove_temps(b->io, b->alloc, b->dir, b->prefix, &ignored);
+
+    if (b->nvars && !(order = brine__calloc(b->alloc, b->nvars, sizeof *order))) {
+        rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
+        goto done;
+    }
+    brine_pickle__enc_init(&enc, b->alloc);
+    encode_group(b, &enc, "", 0, order, &narrays);
+    if (brine_pickle__enc_finish(&enc, &stream, &len)) {
+        rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory encoding the pickle stream");
+        goto done;
+    }
+    tmp_exists = 1;
+    if ((rc = write_file(b, tmp, step, stream, len, order, narrays)))
+        goto done;
+    if ((rc = brine_publish__commit(b->io, tmp, final, b->dir, &b->err)))
+        goto done;
+    tmp_exists = 0;
+    /* Rotation is cleanup: a deletion that fails is retried by the next save. */
+    brine_scan__rotate(b->io, b->alloc, b->dir, b->prefix, b->opts.keep_last, step, &ignored);
+done:
+    if (rc) {
+        if (tmp_exists)
+            brine_publish__discard(b->io, tmp);
+        brine__error_prefix(&b->err, "saving step %" PRId64 " to %s: ", step, b->dir);
+    }
+    brine_h5__quiet_end(&quiet);
+    brine__free(b->alloc, stream);
+    brine__free(b->alloc, order);
+    return rc;
+}

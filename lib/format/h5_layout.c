@@ -1,0 +1,991 @@
+#include "h5_layout.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+#include "../common/alloc.h"
+#include "chunk_codec.h"
+#include "dtype.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "brine writes little-endian data straight from memory: big-endian hosts are not supported yet"
+#endif
+
+/* Chunks in flight per OpenMP thread: enough to keep every thread busy while
+ * this thread makes the HDF5 calls, few enough to bound memory (a few MiB per thread). */
+#define CHUNKS_PER_THREAD 4
+
+/* ---------------------------------------------------------------- errors */
+
+void brine_h5__quiet_begin(brine_h5_quiet *q)
+{
+    q->func = NULL;
+    q->data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void brine_h5__quiet_end(const brine_h5_quiet *q)
+{
+    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
+}
+
+static herr_t innermost_error(unsigned n, const H5E_error2_t *e, void *data)
+{
+    /* Walked upward: the first entry is the most specific one. */
+    char *out = data;
+    if (n == 0 && e->desc)
+        snprintf(out, 256, "%s (in %s)", e->desc, e->func_name ? e->func_name : "?");
+    return 0;
+}
+
+/* Records a failed HDF5 call with HDF5's innermost message, then clears HDF5's stack. */
+__attribute__((format(printf, 3, 4))) static int h5fail(brine_error *err, int code, const char *fmt,
+                                                        ...)
+{
+    char head[1024];
+    char detail[256] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(head, sizeof head, fmt, ap);
+    va_end(ap);
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, detail);
+    H5Eclear2(H5E_DEFAULT);
+    return brine__fail(err, code, "%s%s%s", head, detail[0] ? ": HDF5 says: " : "", detail);
+}
+
+static void close_id(hid_t *id, herr_t (*closer)(hid_t))
+{
+    if (*id >= 0)
+        closer(*id);
+    *id = H5I_INVALID_HID;
+}
+
+/* ---------------------------------------------------------------- types */
+
+/* The HDF5 file type of a dtype (docs/format.md, 2.3); the caller closes it. */
+static hid_t file_type(int dtype)
+{
+    hid_t t = H5I_INVALID_HID;
+    switch (dtype) {
+    case BRINE_BOOL: {
+        /* h5py's bool: an enum of int8 with FALSE = 0, TRUE = 1. */
+        int8_t v;
+        t = H5Tenum_create(H5T_STD_I8LE);
+        v = 0;
+        if (t >= 0 && H5Tenum_insert(t, "FALSE", &v) < 0)
+            goto fail;
+        v = 1;
+        if (t >= 0 && H5Tenum_insert(t, "TRUE", &v) < 0)
+            goto fail;
+        return t;
+    }
+    case BRINE_I8: return H5Tcopy(H5T_STD_I8LE);
+    case BRINE_I16: return H5Tcopy(H5T_STD_I16LE);
+    case BRINE_I32: return H5Tcopy(H5T_STD_I32LE);
+    case BRINE_I64: return H5Tcopy(H5T_STD_I64LE);
+    case BRINE_U8: return H5Tcopy(H5T_STD_U8LE);
+    case BRINE_U16: return H5Tcopy(H5T_STD_U16LE);
+    case BRINE_U32: return H5Tcopy(H5T_STD_U32LE);
+    case BRINE_U64: return H5Tcopy(H5T_STD_U64LE);
+    case BRINE_F32: return H5Tcopy(H5T_IEEE_F32LE);
+    case BRINE_F64: return H5Tcopy(H5T_IEEE_F64LE);
+    case BRINE_C64:
+    case BRINE_C128: {
+        /* h5py's complex: a compound {r, i} of two floats. */
+        hid_t part = dtype == BRINE_C64 ? H5T_IEEE_F32LE : H5T_IEEE_F64LE;
+        size_t half = dtype == BRINE_C64 ? 4 : 8;
+        t = H5Tcreate(H5T_COMPOUND, 2 * half);
+        if (t < 0 || H5Tinsert(t, "r", 0, part) < 0 || H5Tinsert(t, "i", half, part) < 0)
+            goto fail;
+        return t;
+    }
+    default:
+        return H5I_INVALID_HID;
+    }
+fail:
+    if (t >= 0)
+        H5Tclose(t);
+    return H5I_INVALID_HID;
+}
+
+static hid_t utf8_string_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0)
+        return t;
+    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+/* ---------------------------------------------------------------- attributes */
+
+static int write_attr(hid_t obj, const char *name, hid_t type, const void *value, brine_error *err)
+{
+    int rc = 0;
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5I_INVALID_HID;
+    if (space < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "creating the dataspace of attribute %s", name);
+        goto done;
+    }
+    attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr < 0 || H5Awrite(attr, type, value) < 0)
+        rc = h5fail(err, BRINE_EHDF5, "writing attribute %s", name);
+done:
+    close_id(&attr, H5Aclose);
+    close_id(&space, H5Sclose);
+    return rc;
+}
+
+static int write_str_attr(hid_t obj, const char *name, const char *value, brine_error *err)
+{
+    hid_t t = utf8_string_type();
+    if (t < 0)
+        return h5fail(err, BRINE_EHDF5, "creating a string type");
+    int rc = write_attr(obj, name, t, &value, err);
+    H5Tclose(t);
+    return rc;
+}
+
+/*
+ * Reads a string attribute (variable or fixed length) into out[0..n).
+ * Returns 0, BRINE_ECORRUPT (missing, not a string, too long) or BRINE_EHDF5.
+ */
+static int read_str_attr(hid_t obj, const char *name, char *out, size_t n, const char *where,
+                         brine_error *err)
+{
+    int rc = 0;
+    hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, mem = H5I_INVALID_HID;
+    htri_t exists = H5Aexists(obj, name);
+    if (exists <= 0) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s has no attribute '%s'", where, name);
+        goto done;
+    }
+    attr = H5Aopen(obj, name, H5P_DEFAULT);
+    type = attr >= 0 ? H5Aget_type(attr) : H5I_INVALID_HID;
+    if (type < 0 || H5Tget_class(type) != H5T_STRING) {
+        rc = h5fail(err, BRINE_ECORRUPT, "attribute '%s' of %s is not a string", name, where);
+        goto done;
+    }
+    if (H5Tis_variable_str(type) > 0) {
+        char *s = NULL;
+        mem = utf8_string_type();
+        if (mem < 0 || H5Aread(attr, mem, &s) < 0) {
+            rc = h5fail(err, BRINE_ECORRUPT, "reading attribute '%s' of %s", name, where);
+            goto done;
+        }
+        if (!s || strlen(s) >= n)
+            rc = brine__fail(err, BRINE_ECORRUPT, "attribute '%s' of %s is empty or too long", name,
+                             where);
+        else
+            memcpy(out, s, strlen(s) + 1);
+        H5free_memory(s);
+    } else {
+        size_t size = H5Tget_size(type);
+        if (size == 0 || size >= n) {
+            rc = brine__fail(err, BRINE_ECORRUPT, "attribute '%s' of %s is too long", name, where);
+            goto done;
+        }
+        mem = H5Tcopy(H5T_C_S1);
+        if (mem < 0 || H5Tset_size(mem, size + 1) < 0 || H5Aread(attr, mem, out) < 0) {
+            rc = h5fail(err, BRINE_ECORRUPT, "reading attribute '%s' of %s", name, where);
+            goto done;
+        }
+        out[size] = '\0';
+    }
+done:
+    close_id(&mem, H5Tclose);
+    close_id(&type, H5Tclose);
+    close_id(&attr, H5Aclose);
+    return rc;
+}
+
+/* Reads a scalar integer attribute as int64.  0, BRINE_ECORRUPT or BRINE_EHDF5. */
+static int read_int_attr(hid_t obj, const char *name, int64_t *out, const char *where,
+                         brine_error *err)
+{
+    int rc = 0;
+    hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    if (H5Aexists(obj, name) <= 0) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s has no attribute '%s'", where, name);
+        goto done;
+    }
+    attr = H5Aopen(obj, name, H5P_DEFAULT);
+    type = attr >= 0 ? H5Aget_type(attr) : H5I_INVALID_HID;
+    space = attr >= 0 ? H5Aget_space(attr) : H5I_INVALID_HID;
+    if (type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER ||
+        H5Sget_simple_extent_npoints(space) != 1) {
+        rc = h5fail(err, BRINE_ECORRUPT, "attribute '%s' of %s is not one integer", name, where);
+        goto done;
+    }
+    if (H5Aread(attr, H5T_NATIVE_INT64, out) < 0)
+        rc = h5fail(err, BRINE_ECORRUPT, "reading attribute '%s' of %s", name, where);
+done:
+    close_id(&space, H5Sclose);
+    close_id(&type, H5Tclose);
+    close_id(&attr, H5Aclose);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+struct brine_h5_writer {
+    hid_t file;
+    const brine_allocator *alloc;
+    brine_h5_write_opts opts;
+    char path[];
+};
+
+static int thread_count(int requested)
+{
+    return requested > 0 ? requested : omp_get_max_threads();
+}
+
+int brine_h5__create(brine_h5_writer **out, const char *path, hid_t fapl, int64_t step,
+                     const brine_h5_write_opts *opts, const brine_allocator *a, brine_error *err)
+{
+    int rc = 0;
+    *out = NULL;
+    brine_h5_writer *w = brine__alloc(a, sizeof *w + strlen(path) + 1);
+    if (!w)
+        return brine__fail(err, BRINE_ENOMEM, "out of memory creating %s", path);
+    w->alloc = a;
+    w->opts = *opts;
+    memcpy(w->path, path, strlen(path) + 1);
+    w->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (w->file < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "creating %s", path);
+        goto done;
+    }
+
+    char created[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const int32_t format = BRINE_FORMAT_VERSION;
+    if ((rc = write_attr(w->file, "brine_format", H5T_STD_I32LE, &format, err)) ||
+        (rc = write_str_attr(w->file, "brine_version", BRINE_VERSION_STRING, err)) ||
+        (rc = write_attr(w->file, "step", H5T_STD_I64LE, &step, err)) ||
+        (rc = write_str_attr(w->file, "created", created, err)))
+        goto done;
+done:
+    if (rc) {
+        brine_h5__abandon(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+/* "/state/<name>" into a new string. */
+static char *state_path(const brine_allocator *a, const char *name)
+{
+    size_t n = strlen(name);
+    char *p = brine__alloc(a, n + 8);
+    if (p) {
+        memcpy(p, "/state/", 7);
+        memcpy(p + 7, name, n + 1);
+    }
+    return p;
+}
+
+/* Compresses the chunks of one dataset in OpenMP threads and writes them here, in order. */
+static int write_chunks(brine_h5_writer *w, hid_t dset, const brine_chunk_geom *g,
+                        const void *data, const char *name, brine_error *err)
+{
+    int rc = 0;
+    const int nthreads = thread_count(w->opts.threads);
+    const size_t bound = brine_chunk__encode_bound(g->chunk_bytes);
+    const size_t slot = 2 * g->chunk_bytes + bound;
+    uint64_t batch = (uint64_t)nthreads * CHUNKS_PER_THREAD;
+    if (batch > g->nchunks)
+        batch = g->nchunks;
+    size_t slab_size;
+    uint8_t *slab = NULL;
+    size_t *lens = brine__calloc(w->alloc, batch, sizeof *lens);
+    uint32_t *masks = brine__calloc(w->alloc, batch, sizeof *masks);
+    int *rcs = brine__calloc(w->alloc, batch, sizeof *rcs);
+    if (brine__mul_overflows(slot, batch, &slab_size) == 0)
+        slab = brine__alloc(w->alloc, slab_size);
+    if (!lens || !masks || !rcs || !slab) {
+        rc = brine__fail(err, BRINE_ENOMEM, "out of memory for the chunk buffers of '%s'", name);
+        goto done;
+    }
+
+    for (uint64_t start = 0; start < g->nchunks; start += batch) {
+        const int64_t m = (int64_t)(g->nchunks - start < batch ? g->nchunks - start : batch);
+        const int level = w->opts.level;
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+        for (int64_t i = 0; i < m; i++) {
+            uint8_t *raw = slab + (size_t)i * slot;
+            uint8_t *scratch = raw + g->chunk_bytes;
+            uint8_t *stored = scratch + g->chunk_bytes;
+            uint64_t offset[BRINE_MAX_NDIM];
+            brine_chunk__offset(g, start + (uint64_t)i, offset);
+            brine_chunk__gather(g, data, offset, raw);
+            masks[i] = 0;
+            rcs[i] = brine_chunk__encode(raw, g->chunk_bytes, g->esize, level, scratch, stored,
+                                         &lens[i], &masks[i]);
+        }
+        for (int64_t i = 0; i < m; i++) {
+            if (rcs[i]) {
+                rc = brine__fail(err, rcs[i], "compressing a chunk of '%s' failed (%s)", name,
+                                 brine_errstr(rcs[i]));
+                goto done;
+            }
+            uint64_t offset[BRINE_MAX_NDIM];
+            hsize_t hoff[BRINE_MAX_NDIM];
+            brine_chunk__offset(g, start + (uint64_t)i, offset);
+            for (int d = 0; d < g->ndim; d++)
+                hoff[d] = offset[d];
+            const uint8_t *stored = slab + (size_t)i * slot + 2 * g->chunk_bytes;
+            if (H5Dwrite_chunk(dset, H5P_DEFAULT, masks[i], hoff, lens[i], stored) < 0) {
+                rc = h5fail(err, BRINE_EHDF5, "writing chunk %" PRIu64 " of '%s'",
+                            start + (uint64_t)i, name);
+                goto done;
+            }
+        }
+    }
+done:
+    brine__free(w->alloc, slab);
+    brine__free(w->alloc, rcs);
+    brine__free(w->alloc, masks);
+    brine__free(w->alloc, lens);
+    return rc;
+}
+
+int brine_h5__write_array(brine_h5_writer *w, const char *name, int dtype, char order, int ndim,
+                          const uint64_t *dims, const void *data, brine_error *err)
+{
+    int rc = 0;
+    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    hid_t lcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    const brine_dtype_info *info = brine_dtype__info(dtype);
+    char *path = state_path(w->alloc, name);
+    hsize_t hdims[BRINE_MAX_NDIM];
+    int empty = 0;
+    brine_chunk_geom g;
+
+    assert(info && ndim >= 1 && ndim <= BRINE_MAX_NDIM);
+    if (!path) {
+        rc = brine__fail(err, BRINE_ENOMEM, "out of memory writing '%s'", name);
+        goto done;
+    }
+    for (int d = 0; d < ndim; d++) {
+        hdims[d] = dims[d];
+        empty |= dims[d] == 0;
+    }
+    type = file_type(dtype);
+    space = H5Screate_simple(ndim, hdims, NULL);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (type < 0 || space < 0 || dcpl < 0 || lcpl < 0 ||
+        H5Pset_create_intermediate_group(lcpl, 1) < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "preparing dataset %s", path);
+        goto done;
+    }
+    if (!empty) {
+        hsize_t hchunk[BRINE_MAX_NDIM];
+        brine_chunk__plan(&g, ndim, dims, info->size, BRINE_CHUNK_TARGET_BYTES);
+        for (int d = 0; d < ndim; d++)
+            hchunk[d] = g.chunk[d];
+        /* Chunks are written whole by H5Dwrite_chunk: no fill values, no early allocation. */
+        if (H5Pset_chunk(dcpl, ndim, hchunk) < 0 || H5Pset_shuffle(dcpl) < 0 ||
+            H5Pset_deflate(dcpl, (unsigned)w->opts.level) < 0 || H5Pset_fletcher32(dcpl) < 0 ||
+            H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+            H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR) < 0) {
+            rc = h5fail(err, BRINE_EHDF5, "setting the filters of dataset %s", path);
+            goto done;
+        }
+    }
+    dset = H5Dcreate2(w->file, path, type, space, lcpl, dcpl, H5P_DEFAULT);
+    if (dset < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "creating dataset %s", path);
+        goto done;
+    }
+    const char order_str[2] = {order, '\0'};
+    if ((rc = write_str_attr(dset, "order", order_str, err)))
+        goto done;
+    if (!empty)
+        rc = write_chunks(w, dset, &g, data, name, err);
+done:
+    close_id(&dset, H5Dclose);
+    close_id(&lcpl, H5Pclose);
+    close_id(&dcpl, H5Pclose);
+    close_id(&space, H5Sclose);
+    close_id(&type, H5Tclose);
+    brine__free(w->alloc, path);
+    return rc;
+}
+
+static uint32_t crc32_of(const uint8_t *p, size_t n)
+{
+    return (uint32_t)crc32_z(crc32_z(0L, Z_NULL, 0), p, n);
+}
+
+int brine_h5__write_pickle(brine_h5_writer *w, const uint8_t *stream, size_t len,
+                           const char *const *buffers, size_t nbuffers, brine_error *err)
+{
+    int rc = 0;
+    hid_t space = H5I_INVALID_HID, lcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t strtype = H5I_INVALID_HID, bspace = H5I_INVALID_HID, attr = H5I_INVALID_HID;
+    hsize_t n = len, nb = nbuffers;
+    const char *none = NULL;
+
+    space = H5Screate_simple(1, &n, NULL);
+    lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (space < 0 || lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "preparing /brine/pickle");
+        goto done;
+    }
+    dset = H5Dcreate2(w->file, "/brine/pickle", H5T_STD_U8LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, stream) < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "writing /brine/pickle");
+        goto done;
+    }
+    strtype = utf8_string_type();
+    bspace = H5Screate_simple(1, &nb, NULL);
+    attr = (strtype >= 0 && bspace >= 0)
+               ? H5Acreate2(dset, "buffers", strtype, bspace, H5P_DEFAULT, H5P_DEFAULT)
+               : H5I_INVALID_HID;
+    if (attr < 0 || H5Awrite(attr, strtype, nbuffers ? (const void *)buffers : &none) < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "writing attribute buffers of /brine/pickle");
+        goto done;
+    }
+    const uint32_t crc = crc32_of(stream, len);
+    rc = write_attr(dset, "crc32", H5T_STD_U32LE, &crc, err);
+done:
+    close_id(&attr, H5Aclose);
+    close_id(&bspace, H5Sclose);
+    close_id(&strtype, H5Tclose);
+    close_id(&dset, H5Dclose);
+    close_id(&lcpl, H5Pclose);
+    close_id(&space, H5Sclose);
+    return rc;
+}
+
+int brine_h5__finish(brine_h5_writer *w, brine_error *err)
+{
+    int rc = 0;
+    if (H5Fclose(w->file) < 0)
+        rc = h5fail(err, BRINE_EHDF5, "closing %s", w->path);
+    brine__free(w->alloc, w);
+    return rc;
+}
+
+void brine_h5__abandon(brine_h5_writer *w)
+{
+    if (!w)
+        return;
+    if (w->file >= 0) {
+        /* Close everything still open in the file so that H5Fclose really closes it. */
+        H5Fclose(w->file);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    brine__free(w->alloc, w);
+}
+
+/* ---------------------------------------------------------------- reader */
+
+struct brine_h5_reader {
+    hid_t file;
+    const brine_allocator *alloc;
+    int threads;
+    int64_t step;
+    uint8_t *stream;
+    size_t len;
+    char **buffers;
+    size_t nbuffers;
+    char path[];
+};
+
+int brine_h5__open(brine_h5_reader **out, const char *path, hid_t fapl, int threads,
+                   const brine_allocator *a, brine_error *err)
+{
+    int rc = 0;
+    int64_t format = 0;
+    *out = NULL;
+    brine_h5_reader *r = brine__alloc(a, sizeof *r + strlen(path) + 1);
+    if (!r)
+        return brine__fail(err, BRINE_ENOMEM, "out of memory opening %s", path);
+    memset(r, 0, sizeof *r);
+    r->alloc = a;
+    r->threads = threads;
+    memcpy(r->path, path, strlen(path) + 1);
+    r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (r->file < 0) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s is not a readable HDF5 file", path);
+        goto done;
+    }
+    if ((rc = read_int_attr(r->file, "brine_format", &format, path, err)))
+        goto done;
+    if (format > BRINE_FORMAT_VERSION) {
+        rc = brine__fail(err, BRINE_EVERSION,
+                         "%s is in brine format %" PRId64 "; this library (brine %s) reads format %d",
+                         path, format, BRINE_VERSION_STRING, BRINE_FORMAT_VERSION);
+        goto done;
+    }
+    if (format < 1) {
+        rc = brine__fail(err, BRINE_ECORRUPT, "%s has brine_format %" PRId64 ", which no brine wrote",
+                         path, format);
+        goto done;
+    }
+    rc = read_int_attr(r->file, "step", &r->step, path, err);
+done:
+    if (rc) {
+        brine_h5__close(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+int64_t brine_h5__step(const brine_h5_reader *r)
+{
+    return r->step;
+}
+
+/* Reads the buffers attribute (a 1-D array of strings) into r->buffers. */
+static int read_buffers_attr(brine_h5_reader *r, hid_t dset, brine_error *err)
+{
+    int rc = 0;
+    hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    hid_t mem = H5I_INVALID_HID;
+    char **vl = NULL;
+    char *fixed = NULL;
+    size_t n = 0, size = 0;
+
+    if (H5Aexists(dset, "buffers") <= 0) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s: /brine/pickle has no attribute 'buffers'", r->path);
+        goto done;
+    }
+    attr = H5Aopen(dset, "buffers", H5P_DEFAULT);
+    type = attr >= 0 ? H5Aget_type(attr) : H5I_INVALID_HID;
+    space = attr >= 0 ? H5Aget_space(attr) : H5I_INVALID_HID;
+    if (type < 0 || space < 0 || H5Tget_class(type) != H5T_STRING ||
+        H5Sget_simple_extent_ndims(space) > 1) {
+        rc = h5fail(err, BRINE_ECORRUPT,
+                    "%s: attribute 'buffers' of /brine/pickle is not a list of strings", r->path);
+        goto done;
+    }
+    n = (size_t)H5Sget_simple_extent_npoints(space);
+    r->buffers = n ? brine__calloc(r->alloc, n, sizeof *r->buffers) : NULL;
+    if (n && !r->buffers) {
+        rc = brine__fail(err, BRINE_ENOMEM, "out of memory reading %s", r->path);
+        goto done;
+    }
+    r->nbuffers = n;
+    if (n == 0)
+        goto done;
+    if (H5Tis_variable_str(type) > 0) {
+        vl = brine__calloc(r->alloc, n, sizeof *vl);
+        mem = utf8_string_type();
+        if (!vl || mem < 0 || H5Aread(attr, mem, vl) < 0) {
+            rc = vl ? h5fail(err, BRINE_ECORRUPT, "%s: reading attribute 'buffers'", r->path)
+                    : brine__fail(err, BRINE_ENOMEM, "out of memory reading %s", r->path);
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) {
+            r->buffers[i] = vl[i] ? brine__strdup(r->alloc, vl[i]) : NULL;
+            if (!r->buffers[i]) {
+                rc = vl[i] ? brine__fail(err, BRINE_ENOMEM, "out of memory reading %s", r->path)
+                           : brine__fail(err, BRINE_ECORRUPT, "%s: buffers[%zu] is null", r->path, i);
+                goto done;
+            }
+        }
+        H5Dvlen_reclaim(mem, space, H5P_DEFAULT, vl);
+    } else {
+        size = H5Tget_size(type);
+        fixed = brine__calloc(r->alloc, n, size + 1);
+        mem = H5Tcopy(H5T_C_S1);
+        if (!fixed || mem < 0 || H5Tset_size(mem, size + 1) < 0 || H5Aread(attr, mem, fixed) < 0) {
+            rc = fixed ? h5fail(err, BRINE_ECORRUPT, "%s: reading attribute 'buffers'", r->path)
+                       : brine__fail(err, BRINE_ENOMEM, "out of memory reading %s", r->path);
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) {
+            char *s = fixed + i * (size + 1);
+            s[size] = '\0';
+            if (!(r->buffers[i] = brine__strdup(r->alloc, s))) {
+                rc = brine__fail(err, BRINE_ENOMEM, "out of memory reading %s", r->path);
+                goto done;
+            }
+        }
+    }
+done:
+    brine__free(r->alloc, fixed);
+    brine__free(r->alloc, vl);
+    close_id(&mem, H5Tclose);
+    close_id(&space, H5Sclose);
+    close_id(&type, H5Tclose);
+    close_id(&attr, H5Aclose);
+    return rc;
+}
+
+int brine_h5__read_pickle(brine_h5_reader *r, const uint8_t **stream, size_t *len,
+                          const char *const **buffers, size_t *nbuffers, brine_error *err)
+{
+    int rc = 0;
+    hid_t dset = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    int64_t crc = 0;
+    hsize_t n = 0;
+
+    if (H5Lexists(r->file, "/brine", H5P_DEFAULT) <= 0 ||
+        H5Lexists(r->file, "/brine/pickle", H5P_DEFAULT) <= 0) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s has no dataset /brine/pickle", r->path);
+        goto done;
+    }
+    dset = H5Dopen2(r->file, "/brine/pickle", H5P_DEFAULT);
+    type = dset >= 0 ? H5Dget_type(dset) : H5I_INVALID_HID;
+    space = dset >= 0 ? H5Dget_space(dset) : H5I_INVALID_HID;
+    if (type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 1 ||
+        H5Sget_simple_extent_ndims(space) != 1) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s: /brine/pickle is not a 1-D array of bytes", r->path);
+        goto done;
+    }
+    H5Sget_simple_extent_dims(space, &n, NULL);
+    if (n < 3 || n > SIZE_MAX) {
+        rc = brine__fail(err, BRINE_ECORRUPT, "%s: /brine/pickle holds %llu bytes, too few for a pickle",
+                         r->path, (unsigned long long)n);
+        goto done;
+    }
+    r->stream = brine__alloc(r->alloc, (size_t)n);
+    if (!r->stream) {
+        rc = brine__fail(err, BRINE_ENOMEM, "out of memory reading /brine/pickle of %s", r->path);
+        goto done;
+    }
+    r->len = (size_t)n;
+    if (H5Dread(dset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->stream) < 0) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s: reading /brine/pickle", r->path);
+        goto done;
+    }
+    if ((rc = read_int_attr(dset, "crc32", &crc, "/brine/pickle", err))) {
+        brine__error_prefix(err, "%s: ", r->path);
+        goto done;
+    }
+    const uint32_t actual = crc32_of(r->stream, r->len);
+    if ((uint64_t)crc != actual) {
+        rc = brine__fail(err, BRINE_ECORRUPT,
+                         "%s: the pickle stream is damaged: its CRC-32 is %08" PRIx32
+                         ", the file says %08" PRIx64,
+                         r->path, actual, (uint64_t)crc);
+        goto done;
+    }
+    if ((rc = read_buffers_attr(r, dset, err)))
+        goto done;
+    *stream = r->stream;
+    *len = r->len;
+    *buffers = (const char *const *)r->buffers;
+    *nbuffers = r->nbuffers;
+done:
+    close_id(&space, H5Sclose);
+    close_id(&type, H5Tclose);
+    close_id(&dset, H5Dclose);
+    return rc;
+}
+
+/* An array dataset opened and checked against what the stream and the registry say. */
+typedef struct array_handle {
+    hid_t dset;
+    int chunked;         /* otherwise contiguous or compact: read with H5Dread */
+    int empty;
+    brine_chunk_geom g;  /* when chunked */
+    unsigned pipeline;   /* BRINE_FILTER_* bits present in the pipeline */
+    unsigned bit_of[8];  /* BRINE_FILTER_* bit of the filter at each pipeline position */
+    int nfilters;
+} array_handle;
+
+static void describe_dims(char *out, size_t n, int ndim, const uint64_t *dims)
+{
+    size_t used = (size_t)snprintf(out, n, "(");
+    for (int d = 0; d < ndim && used < n; d++)
+        used += (size_t)snprintf(out + used, n - used, "%s%" PRIu64, d ? ", " : "", dims[d]);
+    if (used < n)
+        snprintf(out + used, n - used, ")");
+}
+
+static int open_array(brine_h5_reader *r, array_handle *h, const char *path, const char *name,
+                      int dtype, char order, int ndim, const uint64_t *dims, brine_error *err)
+{
+    int rc = 0;
+    hid_t type = H5I_INVALID_HID, want = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    hid_t dcpl = H5I_INVALID_HID;
+    hsize_t hdims[BRINE_MAX_NDIM];
+    char order_attr[8];
+    const brine_dtype_info *info = brine_dtype__info(dtype);
+
+    memset(h, 0, sizeof *h);
+    h->dset = H5Dopen2(r->file, path, H5P_DEFAULT);
+    if (h->dset < 0) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s: variable '%s': dataset %s is missing", r->path, name,
+                    path);
+        goto done;
+    }
+    type = H5Dget_type(h->dset);
+    want = file_type(dtype);
+    if (type < 0 || want < 0 || H5Tequal(type, want) <= 0) {
+        rc = h5fail(err, BRINE_ECORRUPT,
+                    "%s: variable '%s': dataset %s does not have the HDF5 type of %s", r->path, name,
+                    path, info->name);
+        goto done;
+    }
+    space = H5Dget_space(h->dset);
+    if (space < 0 || H5Sget_simple_extent_ndims(space) != ndim) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s: variable '%s': dataset %s has %d dimensions, expected %d",
+                    r->path, name, path, space < 0 ? -1 : H5Sget_simple_extent_ndims(space), ndim);
+        goto done;
+    }
+    H5Sget_simple_extent_dims(space, hdims, NULL);
+    for (int d = 0; d < ndim; d++) {
+        if (hdims[d] != dims[d]) {
+            char want_s[160], got_s[160];
+            uint64_t got[BRINE_MAX_NDIM];
+            for (int k = 0; k < ndim; k++)
+                got[k] = hdims[k];
+            describe_dims(want_s, sizeof want_s, ndim, dims);
+            describe_dims(got_s, sizeof got_s, ndim, got);
+            rc = brine__fail(err, BRINE_ECORRUPT,
+                             "%s: variable '%s': dataset %s has dimensions %s, the pickle says %s",
+                             r->path, name, path, got_s, want_s);
+            goto done;
+        }
+        h->empty |= dims[d] == 0;
+    }
+    char where[600];
+    snprintf(where, sizeof where, "%s: dataset %s", r->path, path);
+    if ((rc = read_str_attr(h->dset, "order", order_attr, sizeof order_attr, where, err)))
+        goto done;
+    if (order_attr[0] != order || order_attr[1] != '\0') {
+        rc = brine__fail(err, BRINE_ECORRUPT,
+                         "%s: variable '%s': dataset %s has order '%s', the pickle says '%c'", r->path,
+                         name, path, order_attr, order);
+        goto done;
+    }
+    dcpl = H5Dget_create_plist(h->dset);
+    if (dcpl < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "%s: reading the storage of %s", r->path, path);
+        goto done;
+    }
+    h->chunked = H5Pget_layout(dcpl) == H5D_CHUNKED;
+    h->nfilters = H5Pget_nfilters(dcpl);
+    if (h->nfilters < 0 || h->nfilters > 3) {
+        rc = h5fail(err, BRINE_ECORRUPT, "%s: dataset %s has %d filters; brine decodes shuffle, "
+                    "deflate and fletcher32 only", r->path, path, h->nfilters);
+        goto done;
+    }
+    unsigned last = 0;
+    for (int i = 0; i < h->nfilters; i++) {
+        unsigned flags = 0, config = 0;
+        size_t nvalues = 0;
+        char fname[64] = "";
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nvalues, NULL, sizeof fname,
+                                         fname, &config);
+        unsigned bit = id == H5Z_FILTER_SHUFFLE     ? BRINE_FILTER_SHUFFLE
+                       : id == H5Z_FILTER_DEFLATE   ? BRINE_FILTER_DEFLATE
+                       : id == H5Z_FILTER_FLETCHER32 ? BRINE_FILTER_FLETCHER32
+                                                     : 0;
+        /* The filters must come in the standard order, each at most once. */
+        if (bit == 0 || bit <= last) {
+            rc = h5fail(err, BRINE_ECORRUPT,
+                        "%s: dataset %s uses filter %d (%s) in position %d; brine decodes shuffle, "
+                        "deflate and fletcher32 in that order only",
+                        r->path, path, (int)id, fname, i);
+            goto done;
+        }
+        last = bit;
+        h->bit_of[i] = bit;
+        h->pipeline |= bit;
+    }
+    if (h->chunked && !h->empty) {
+        hsize_t hchunk[BRINE_MAX_NDIM];
+        uint64_t chunk[BRINE_MAX_NDIM];
+        if (H5Pget_chunk(dcpl, ndim, hchunk) != ndim) {
+            rc = h5fail(err, BRINE_ECORRUPT, "%s: dataset %s: bad chunk shape", r->path, path);
+            goto done;
+        }
+        for (int d = 0; d < ndim; d++)
+            chunk[d] = hchunk[d];
+        if (brine_chunk__geom(&h->g, ndim, dims, chunk, info->size) != 0) {
+            rc = brine__fail(err, BRINE_ECORRUPT, "%s: dataset %s: unsupported chunk shape", r->path,
+                             path);
+            goto done;
+        }
+    }
+done:
+    close_id(&dcpl, H5Pclose);
+    close_id(&space, H5Sclose);
+    close_id(&want, H5Tclose);
+    close_id(&type, H5Tclose);
+    if (rc)
+        close_id(&h->dset, H5Dclose);
+    return rc;
+}
+
+/* The chunk's mask of skipped filters, from pipeline positions to BRINE_FILTER_* bits. */
+static uint32_t brine_mask(const array_handle *h, uint32_t hdf5_mask)
+{
+    uint32_t m = 0;
+    for (int i = 0; i < h->nfilters; i++)
+        if (hdf5_mask & (1u << i))
+            m |= h->bit_of[i];
+    return m;
+}
+
+/*
+ * Reads every chunk of h in batches on this thread; OpenMP threads then
+ * verify (mem == NULL) or decode and scatter into mem.
+ */
+static int chunk_pass(brine_h5_reader *r, const array_handle *h, const char *path,
+                      const char *name, void *mem, brine_error *err)
+{
+    enum { WHY = 200 };
+    int rc = 0;
+    const brine_chunk_geom *g = &h->g;
+    const int nthreads = thread_count(r->threads);
+    const size_t bound = brine_chunk__encode_bound(g->chunk_bytes);
+    const size_t slot = bound + 2 * g->chunk_bytes;
+    uint64_t batch = (uint64_t)nthreads * CHUNKS_PER_THREAD;
+    if (batch > g->nchunks)
+        batch = g->nchunks;
+    size_t slab_size;
+    uint8_t *slab = NULL;
+    size_t *lens = brine__calloc(r->alloc, batch, sizeof *lens);
+    uint32_t *masks = brine__calloc(r->alloc, batch, sizeof *masks);
+    int *rcs = brine__calloc(r->alloc, batch, sizeof *rcs);
+    char *whys = brine__calloc(r->alloc, batch, WHY);
+    if (brine__mul_overflows(slot, batch, &slab_size) == 0)
+        slab = brine__alloc(r->alloc, slab_size);
+    if (!lens || !masks || !rcs || !whys || !slab) {
+        rc = brine__fail(err, BRINE_ENOMEM, "out of memory for the chunk buffers of '%s'", name);
+        goto done;
+    }
+
+    for (uint64_t start = 0; start < g->nchunks; start += batch) {
+        const int64_t m = (int64_t)(g->nchunks - start < batch ? g->nchunks - start : batch);
+        for (int64_t i = 0; i < m; i++) {
+            uint64_t offset[BRINE_MAX_NDIM];
+            hsize_t hoff[BRINE_MAX_NDIM];
+            hsize_t size = 0;
+            uint32_t hmask = 0;
+            brine_chunk__offset(g, start + (uint64_t)i, offset);
+            for (int d = 0; d < g->ndim; d++)
+                hoff[d] = offset[d];
+            if (H5Dget_chunk_storage_size(h->dset, hoff, &size) < 0 || size == 0) {
+                rc = h5fail(err, BRINE_ECORRUPT, "%s: variable '%s': chunk %" PRIu64 " of %s is missing",
+                            r->path, name, start + (uint64_t)i, path);
+                goto done;
+            }
+            if (size > bound) {
+                rc = brine__fail(err, BRINE_ECORRUPT,
+                                 "%s: variable '%s': chunk %" PRIu64 " of %s is %llu bytes, more than "
+                                 "a %zu-byte chunk can take",
+                                 r->path, name, start + (uint64_t)i, path, (unsigned long long)size,
+                                 g->chunk_bytes);
+                goto done;
+            }
+            if (H5Dread_chunk(h->dset, H5P_DEFAULT, hoff, &hmask, slab + (size_t)i * slot) < 0) {
+                rc = h5fail(err, BRINE_ECORRUPT, "%s: variable '%s': reading chunk %" PRIu64 " of %s",
+                            r->path, name, start + (uint64_t)i, path);
+                goto done;
+            }
+            lens[i] = (size_t)size;
+            masks[i] = brine_mask(h, hmask);
+        }
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+        for (int64_t i = 0; i < m; i++) {
+            const uint8_t *stored = slab + (size_t)i * slot;
+            char *why = whys + (size_t)i * WHY;
+            if (!mem) {
+                rcs[i] = brine_chunk__verify(stored, lens[i], h->pipeline, masks[i], why, WHY);
+                continue;
+            }
+            uint8_t *raw = slab + (size_t)i * slot + bound;
+            uint8_t *scratch = raw + g->chunk_bytes;
+            rcs[i] = brine_chunk__decode(stored, lens[i], h->pipeline, masks[i], g->esize, scratch,
+                                         raw, g->chunk_bytes, why, WHY);
+            if (rcs[i] == 0) {
+                uint64_t offset[BRINE_MAX_NDIM];
+                brine_chunk__offset(g, start + (uint64_t)i, offset);
+                brine_chunk__scatter(g, mem, offset, raw);
+            }
+        }
+        for (int64_t i = 0; i < m; i++) {
+            if (rcs[i]) {
+                rc = brine__fail(err, rcs[i], "%s: variable '%s': chunk %" PRIu64 " of %s: %s",
+                                 r->path, name, start + (uint64_t)i, path, whys + (size_t)i * WHY);
+                goto done;
+            }
+        }
+    }
+done:
+    brine__free(r->alloc, slab);
+    brine__free(r->alloc, whys);
+    brine__free(r->alloc, rcs);
+    brine__free(r->alloc, masks);
+    brine__free(r->alloc, lens);
+    return rc;
+}
+
+int brine_h5__verify_array(brine_h5_reader *r, const char *path, const char *name, int dtype,
+                           char order, int ndim, const uint64_t *dims, brine_error *err)
+{
+    array_handle h;
+    int rc = open_array(r, &h, path, name, dtype, order, ndim, dims, err);
+    if (rc)
+        return rc;
+    if (h.chunked && !h.empty)
+        rc = chunk_pass(r, &h, path, name, NULL, err);
+    else if (h.nfilters > 0)
+        rc = brine__fail(err, BRINE_ECORRUPT, "%s: dataset %s has filters but no chunks", r->path,
+                         path);
+    H5Dclose(h.dset);
+    return rc;
+}
+
+int brine_h5__read_array(brine_h5_reader *r, const char *path, const char *name, int dtype,
+                         char order, int ndim, const uint64_t *dims, void *mem, brine_error *err)
+{
+    array_handle h;
+    int rc = open_array(r, &h, path, name, dtype, order, ndim, dims, err);
+    if (rc)
+        return rc;
+    if (h.empty) {
+        rc = 0;
+    } else if (h.chunked) {
+        rc = chunk_pass(r, &h, path, name, mem, err);
+    } else {
+        hid_t mt = file_type(dtype);
+        if (mt < 0 || H5Dread(h.dset, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, mem) < 0)
+            rc = h5fail(err, BRINE_ECORRUPT, "%s: variable '%s': reading dataset %s", r->path, name,
+                        path);
+        if (mt >= 0)
+            H5Tclose(mt);
+    }
+    H5Dclose(h.dset);
+    return rc;
+}
+
+void brine_h5__close(brine_h5_reader *r)
+{
+    if (!r)
+        return;
+    if (r->file >= 0)
+        H5Fclose(r->file);
+    H5Eclear2(H5E_DEFAULT);
+    for (size_t i = 0; i < r->nbuffers; i++)
+        brine__free(r->alloc, r->buffers[i]);
+    brine__free(r->alloc, r->buffers);
+    brine__free(r->alloc, r->stream);
+    brine__free(r->alloc, r);
+}

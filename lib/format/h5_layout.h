@@ -1,0 +1,119 @@
+/*
+ * The HDF5 side of a checkpoint file (docs/format.md, section 2): creating
+ * the file, its attributes, the array datasets (chunks compressed by brine in
+ * OpenMP threads, written by this thread with H5Dwrite_chunk) and the pickle
+ * dataset; and, for restore, opening a file, reading the stream, checking
+ * datasets against what the stream says, verifying and decoding chunks.
+ *
+ * Every HDF5 call of the library is made here, from the calling thread only:
+ * Debian's HDF5 is thread-safe through one global lock, so HDF5 calls never
+ * run in parallel; only chunk coding does.  The file-access property list
+ * (which virtual file driver does the I/O) is the caller's.
+ */
+#ifndef BRINE_FORMAT_H5_LAYOUT_H
+#define BRINE_FORMAT_H5_LAYOUT_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/error.h"
+
+/** Saved state of HDF5's automatic error printing, silenced inside brine calls. */
+typedef struct brine_h5_quiet {
+    H5E_auto2_t func;
+    void *data;
+} brine_h5_quiet;
+
+/** Silences HDF5's error printing for this thread until brine_h5__quiet_end(). */
+void brine_h5__quiet_begin(brine_h5_quiet *q);
+/** Restores what brine_h5__quiet_begin() saved. */
+void brine_h5__quiet_end(const brine_h5_quiet *q);
+
+/** How arrays are written. */
+typedef struct brine_h5_write_opts {
+    int level;   /**< deflate level 0..9 */
+    int threads; /**< OpenMP threads for chunk coding; 0 = OpenMP's default */
+} brine_h5_write_opts;
+
+typedef struct brine_h5_writer brine_h5_writer;
+
+/**
+ * Creates (truncating) the checkpoint file path through fapl and writes the
+ * root attributes.  @return 0, BRINE_ENOMEM or BRINE_EHDF5.
+ */
+int brine_h5__create(brine_h5_writer **out, const char *path, hid_t fapl, int64_t step,
+                     const brine_h5_write_opts *opts, const brine_allocator *a, brine_error *err);
+
+/**
+ * Writes one array dataset at /state/<name>.  dims are the dataset
+ * dimensions (an F array's shape reversed); order is 'C' or 'F' (the
+ * attribute).  Empty arrays (a zero in dims) become contiguous datasets with
+ * no data.  @return 0, BRINE_ENOMEM or BRINE_EHDF5.
+ */
+int brine_h5__write_array(brine_h5_writer *w, const char *name, int dtype, char order, int ndim,
+                          const uint64_t *dims, const void *data, brine_error *err);
+
+/**
+ * Writes /brine/pickle with its attributes buffers (nbuffers dataset paths)
+ * and crc32.  @return 0, BRINE_ENOMEM or BRINE_EHDF5.
+ */
+int brine_h5__write_pickle(brine_h5_writer *w, const uint8_t *stream, size_t len,
+                           const char *const *buffers, size_t nbuffers, brine_error *err);
+
+/**
+ * Closes the file (H5Fclose: the driver flushes and fsyncs) and frees w.
+ * @return 0 or BRINE_EHDF5.  w is freed either way.
+ */
+int brine_h5__finish(brine_h5_writer *w, brine_error *err);
+
+/** Closes and frees w after a failure, ignoring errors.  NULL is a no-op. */
+void brine_h5__abandon(brine_h5_writer *w);
+
+typedef struct brine_h5_reader brine_h5_reader;
+
+/**
+ * Opens a checkpoint read-only, checks brine_format and reads step.
+ * @return 0; BRINE_EVERSION (newer format); BRINE_ECORRUPT (not a brine
+ *         checkpoint: attribute missing or of the wrong type); BRINE_EHDF5
+ *         (HDF5 cannot open it); BRINE_ENOMEM.
+ */
+int brine_h5__open(brine_h5_reader **out, const char *path, hid_t fapl, int threads,
+                   const brine_allocator *a, brine_error *err);
+
+/** The file's step attribute. */
+int64_t brine_h5__step(const brine_h5_reader *r);
+
+/**
+ * Reads /brine/pickle and its buffers attribute and checks the crc32.  The
+ * stream and the buffer paths stay owned by r (valid until brine_h5__close).
+ * @return 0, BRINE_ECORRUPT, BRINE_ENOMEM or BRINE_EHDF5.
+ */
+int brine_h5__read_pickle(brine_h5_reader *r, const uint8_t **stream, size_t *len,
+                          const char *const **buffers, size_t *nbuffers, brine_error *err);
+
+/**
+ * Checks that dataset path holds an array of dtype with the given dataset
+ * dims and order attribute, and that its storage is something brine can read
+ * (chunked with the filters shuffle/deflate/fletcher32 in that order, or
+ * contiguous/compact unfiltered); then reads every chunk and checks its
+ * fletcher32.  Nothing is written anywhere.  name is used in messages.
+ * @return 0, BRINE_ECORRUPT, BRINE_ENOMEM or BRINE_EHDF5.
+ */
+int brine_h5__verify_array(brine_h5_reader *r, const char *path, const char *name, int dtype,
+                           char order, int ndim, const uint64_t *dims, brine_error *err);
+
+/**
+ * Decodes dataset path (verified before with the same arguments) into mem
+ * (row-major over dims, i.e. the variable's memory): chunks are read on this
+ * thread and decoded in OpenMP threads straight into mem.
+ * @return 0, BRINE_ECORRUPT, BRINE_ENOMEM or BRINE_EHDF5; mem may be
+ *         partly written on failure.
+ */
+int brine_h5__read_array(brine_h5_reader *r, const char *path, const char *name, int dtype,
+                         char order, int ndim, const uint64_t *dims, void *mem, brine_error *err);
+
+/** Closes the file and frees r.  NULL is a no-op. */
+void brine_h5__close(brine_h5_reader *r);
+
+#endif

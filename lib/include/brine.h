@@ -1,0 +1,283 @@
+/*
+ * brine: checkpoint/restart for long-running simulations.
+ *
+ * A program registers its state (arrays and scalars) once, then calls
+ * brine_save() every so often.  Each call writes one checkpoint: an HDF5 file
+ * holding a pickle protocol 5 stream of the whole state, whose arrays travel as
+ * out-of-band buffers stored as ordinary, compressed HDF5 datasets.  Any Python
+ * with numpy and h5py loads it; docs/format.md specifies the file format.
+ * A restarted program calls brine_restore() to load the newest checkpoint that
+ * verifies back into the registered memory.
+ *
+ * Conventions of the whole API:
+ *  - Functions return 0 on success and a negative BRINE_E* code on failure;
+ *    brine_errmsg() then says precisely what failed (file, variable, system
+ *    call, errno text, HDF5's innermost error).
+ *  - The library never prints and never exits; HDF5's automatic error printing
+ *    is suppressed inside brine calls and restored afterwards.
+ *  - A brine context is not thread-safe: use one context from one thread at a
+ *    time.  Distinct contexts may be used from distinct threads.
+ *  - Strings are UTF-8.
+ */
+#ifndef BRINE_H
+#define BRINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define BRINE_API
+#elif defined(__GNUC__)
+#define BRINE_API __attribute__((visibility("default")))
+#else
+#define BRINE_API
+#endif
+
+/** Library version, also written into every checkpoint (root attribute brine_version). */
+#define BRINE_VERSION_MAJOR 0
+#define BRINE_VERSION_MINOR 1
+#define BRINE_VERSION_PATCH 0
+#define BRINE_VERSION_STRING "0.1.0"
+
+/** The checkpoint file format version this library writes (and the newest it reads). */
+#define BRINE_FORMAT_VERSION 1
+
+/**
+ * Error codes.  Kept few on purpose: each is something a program reacts to
+ * differently.  The detail is in brine_errmsg().
+ */
+enum {
+    BRINE_OK = 0,
+    BRINE_EINVAL = -1,    /**< invalid argument: NULL pointer, bad name, duplicate name, bad ndim... */
+    BRINE_ENOMEM = -2,    /**< an allocation failed */
+    BRINE_EIO = -3,       /**< a system call failed (the message names it and gives errno's text) */
+    BRINE_ENOSPC = -4,    /**< the file system is full (ENOSPC or EDQUOT) */
+    BRINE_ENOTFOUND = -5, /**< no checkpoint at all in the directory */
+    BRINE_ECORRUPT = -6,  /**< a checkpoint is damaged: bad checksum, malformed pickle, missing dataset */
+    BRINE_EMISMATCH = -7, /**< a checkpoint's variables differ from the registered ones (name, dtype, shape) */
+    BRINE_EVERSION = -8,  /**< a checkpoint was written in a newer format than this library reads */
+    BRINE_EHDF5 = -9      /**< the HDF5 library failed (its innermost message is in brine_errmsg) */
+};
+
+/** Element types of registered variables.  Values are part of the ABI. */
+typedef enum brine_dtype {
+    BRINE_BOOL = 0, /**< C99 bool / one byte 0 or 1; numpy '|b1' */
+    BRINE_I8,       /**< int8_t,  numpy '|i1' */
+    BRINE_I16,      /**< int16_t, numpy '<i2' */
+    BRINE_I32,      /**< int32_t, numpy '<i4' */
+    BRINE_I64,      /**< int64_t, numpy '<i8' */
+    BRINE_U8,       /**< uint8_t, numpy '|u1' */
+    BRINE_U16,      /**< uint16_t, numpy '<u2' */
+    BRINE_U32,      /**< uint32_t, numpy '<u4' */
+    BRINE_U64,      /**< uint64_t, numpy '<u8' */
+    BRINE_F32,      /**< float,  numpy '<f4' */
+    BRINE_F64,      /**< double, numpy '<f8' */
+    BRINE_C64,      /**< float complex (two floats, real first), numpy '<c8' */
+    BRINE_C128      /**< double complex (two doubles, real first), numpy '<c16' */
+} brine_dtype;
+
+/** Number of brine_dtype values. */
+#define BRINE_DTYPE_COUNT 13
+
+/** Most dimensions a registered array may have. */
+#define BRINE_MAX_NDIM 8
+
+/** brine_register() flag: the array is stored in Fortran (column-major) order. */
+#define BRINE_FORTRAN_ORDER 1u
+
+/**
+ * Pluggable file-system operations (SQLite's VFS, in small).
+ *
+ * Every file-system operation of the library goes through one of these
+ * methods, including the I/O of the HDF5 files themselves (brine gives HDF5 a
+ * virtual file driver that calls them).  The default is POSIX; tests plug in
+ * tables that fail the Nth operation.  Methods return 0 (or a byte count) on
+ * success and a negated errno value on failure.  A method table must outlive
+ * every context that uses it.  Methods may be called from the thread that
+ * called into brine only.
+ */
+typedef struct brine_io_methods {
+    unsigned version; /**< BRINE_IO_METHODS_VERSION */
+    void *ctx;        /**< passed as the first argument of every method */
+    /** open(2): returns a file descriptor >= 0 or -errno.  flags are open(2)'s O_* flags. */
+    int (*open)(void *ctx, const char *path, int flags, unsigned mode);
+    /** close(2). */
+    int (*close)(void *ctx, int fd);
+    /** pread(2): bytes read (0 at end of file, may be short) or -errno. */
+    int64_t (*pread)(void *ctx, int fd, void *buf, size_t n, uint64_t offset);
+    /** pwrite(2): bytes written (may be short) or -errno. */
+    int64_t (*pwrite)(void *ctx, int fd, const void *buf, size_t n, uint64_t offset);
+    /** fsync(2). */
+    int (*fsync)(void *ctx, int fd);
+    /** ftruncate(2). */
+    int (*ftruncate)(void *ctx, int fd, uint64_t size);
+    /** The current size of an open file (fstat(2)'s st_size). */
+    int (*fsize)(void *ctx, int fd, uint64_t *out);
+    /** rename(2). */
+    int (*rename)(void *ctx, const char *from, const char *to);
+    /** unlink(2). */
+    int (*unlink)(void *ctx, const char *path);
+    /** mkdir(2); an existing directory is -EEXIST. */
+    int (*mkdir)(void *ctx, const char *path, unsigned mode);
+    /** Open a directory, fsync it and close it: makes renames and unlinks in it durable. */
+    int (*fsync_dir)(void *ctx, const char *path);
+    /**
+     * Calls each(arg, name) for every entry of a directory but "." and "..".
+     * Stops early and returns each's value when each returns non-zero.
+     */
+    int (*list_dir)(void *ctx, const char *path, int (*each)(void *arg, const char *name), void *arg);
+} brine_io_methods;
+
+#define BRINE_IO_METHODS_VERSION 1
+
+/** The default POSIX method table.  Never NULL; never changes. */
+BRINE_API const brine_io_methods *brine_io_posix(void);
+
+/**
+ * Allocation hook (zstd's customMem).  Every allocation the library makes
+ * itself goes through it; HDF5's and zlib's internal allocations do not.
+ */
+typedef struct brine_allocator {
+    void *(*alloc)(void *ctx, size_t size); /**< like malloc; may return NULL */
+    void (*free)(void *ctx, void *ptr);     /**< like free; never called with NULL */
+    void *ctx;                              /**< passed to both */
+} brine_allocator;
+
+/**
+ * Options of brine_open().  Initialise with BRINE_OPTIONS_INIT, then change
+ * fields: fields added in later versions get their defaults that way.
+ */
+typedef struct brine_options {
+    unsigned version;   /**< BRINE_OPTIONS_VERSION */
+    const char *prefix; /**< checkpoint file names are <prefix>-<step>.h5; default "ckpt" */
+    int keep_last;      /**< checkpoints kept after each save; <= 0 keeps all.  Default 3 */
+    int level;          /**< deflate level 0..9; default 1 */
+    int threads;        /**< compression threads; 0 = OpenMP's default */
+    const brine_io_methods *io;     /**< file-system operations; NULL = brine_io_posix() */
+    const brine_allocator *alloc;   /**< allocation hook; NULL = malloc/free */
+} brine_options;
+
+#define BRINE_OPTIONS_VERSION 1
+#define BRINE_OPTIONS_INIT { BRINE_OPTIONS_VERSION, "ckpt", 3, 1, 0, NULL, NULL }
+
+/** Opaque checkpointing context. */
+typedef struct brine brine;
+
+/**
+ * Creates a context that checkpoints into directory dir (created, with its
+ * parents, when missing).
+ *
+ * @param out   receives the context; set to NULL on failure.
+ * @param dir   checkpoint directory; copied.
+ * @param opts  options, or NULL for the defaults; copied (io and alloc are
+ *              kept by pointer and must outlive the context).
+ * @return 0; BRINE_EINVAL (NULL out or dir, bad prefix, level, version);
+ *         BRINE_ENOMEM; BRINE_EIO or BRINE_ENOSPC (the directory cannot be created).
+ * On failure no context exists, so the message cannot be fetched from it:
+ * use brine_open_errmsg() for it.
+ */
+BRINE_API int brine_open(brine **out, const char *dir, const brine_options *opts);
+
+/**
+ * The message of the last failed brine_open() in the calling thread.
+ * Valid until the thread's next brine_open().
+ */
+BRINE_API const char *brine_open_errmsg(void);
+
+/** Frees a context.  Registered memory is the caller's and is not touched.  NULL is a no-op. */
+BRINE_API void brine_close(brine *b);
+
+/**
+ * Registers a variable: a scalar (ndim 0) or an array (ndim 1..BRINE_MAX_NDIM).
+ *
+ * brine keeps the pointer: data must stay valid, at the same address and
+ * with the same shape, until brine_close().  brine_save() reads it;
+ * brine_restore() writes it.
+ *
+ * @param name  hierarchical name, components separated by '/', e.g.
+ *              "fluid/velocity".  Components are non-empty, not "." or "..",
+ *              and hold no control characters or spaces; the whole name is
+ *              valid UTF-8.  A name may not be both a variable and a group.
+ * @param shape ndim extents (copied); zeros are allowed (empty arrays).
+ *              Ignored when ndim is 0.
+ * @param flags 0 or BRINE_FORTRAN_ORDER (column-major memory).
+ * @return 0; BRINE_EINVAL (NULL b/name/data/shape, invalid or duplicate name,
+ *         ndim out of range, unknown dtype or flag, size overflow); BRINE_ENOMEM.
+ */
+BRINE_API int brine_register(brine *b, const char *name, brine_dtype dtype, void *data,
+                             int ndim, const size_t *shape, unsigned flags);
+
+/**
+ * Registers a NUL-terminated UTF-8 string held in buf[capacity].
+ * Saved as a Python str; restored into buf when it fits (with its NUL),
+ * otherwise the checkpoint does not match (BRINE_EMISMATCH).
+ * @return as brine_register(); capacity 0 is BRINE_EINVAL.
+ */
+BRINE_API int brine_register_string(brine *b, const char *name, char *buf, size_t capacity);
+
+/**
+ * Writes one complete checkpoint of every registered variable for this step,
+ * blocking until it is durable.
+ *
+ * The file is written under a hidden temporary name, fsynced, renamed to
+ * <dir>/<prefix>-<step, 12 digits>.h5 and the directory fsynced; only then
+ * does brine_save() return 0.  Then older checkpoints beyond keep_last are
+ * deleted (best effort: a deletion that fails is retried by the next save and
+ * does not fail this one).  A checkpoint of the same step is replaced.
+ * On failure the temporary file is removed and every earlier checkpoint is
+ * untouched; the program may go on and save again.
+ *
+ * @param step  0 .. 999999999999.
+ * @return 0; BRINE_EINVAL (bad step, a string that is not valid UTF-8 or not
+ *         terminated within its capacity); BRINE_ENOMEM; BRINE_EIO; BRINE_ENOSPC; BRINE_EHDF5.
+ */
+BRINE_API int brine_save(brine *b, int64_t step);
+
+/**
+ * Loads the newest checkpoint that verifies into the registered memory.
+ *
+ * Candidates are tried newest step first.  One verifies when its format
+ * version is known, its pickle stream matches its crc32 and decodes, every
+ * registered variable is present with the registered dtype, shape and order,
+ * and every chunk of every array matches its fletcher32 checksum.  Variables
+ * in the checkpoint that are not registered are ignored.  Registered memory is
+ * written only once a checkpoint has verified.  (Should reading then fail,
+ * e.g. an I/O error, brine falls back to the next checkpoint, which overwrites
+ * every variable; only when none succeeds may memory be left partly written,
+ * and the error says so.)
+ *
+ * @param step  receives the restored step; may be NULL.
+ * @return 0; BRINE_ENOTFOUND (no checkpoint in the directory); otherwise the
+ *         error of the newest candidate (BRINE_ECORRUPT, BRINE_EMISMATCH,
+ *         BRINE_EVERSION, BRINE_EIO, BRINE_EHDF5, BRINE_ENOMEM) with every
+ *         candidate's reason in the message.
+ */
+BRINE_API int brine_restore(brine *b, int64_t *step);
+
+/**
+ * The precise cause of the last failure of a call on b ("" when none).
+ * Owned by b; valid until the next call on b.  NULL b gives a fixed text.
+ */
+BRINE_API const char *brine_errmsg(const brine *b);
+
+/** A short static description of an error code ("corrupt checkpoint", ...). */
+BRINE_API const char *brine_errstr(int code);
+
+/** The library's version string, e.g. "0.1.0". */
+BRINE_API const char *brine_version(void);
+
+/** numpy's dtype string of a dtype ("<f8", "|b1", ...), or NULL when dtype is not a brine_dtype. */
+BRINE_API const char *brine_dtype_str(brine_dtype dtype);
+
+/** Size in bytes of one element of dtype, or 0 when dtype is not a brine_dtype. */
+BRINE_API size_t brine_dtype_size(brine_dtype dtype);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BRINE_H */
