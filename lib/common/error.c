@@ -56,13 +56,20 @@ int brine__fail_errno(brine_error *e, int neg_errno, const char *fmt, ...)
 void brine__error_prefix(brine_error *e, const char *fmt, ...)
 {
     char head[1024];
-    char old[BRINE_ERRMSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    int n = vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
-    memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s%s", head, old);
+    if (n <= 0)
+        return;
+    size_t hn = (size_t)n < sizeof head ? (size_t)n : sizeof head - 1;
+    size_t old = strlen(e->msg);
+    /* Keep the end of the old message cut, never the head: it is the context being added. */
+    if (hn + old >= sizeof e->msg)
+        old = sizeof e->msg - 1 - hn;
+    memmove(e->msg + hn, e->msg, old);
+    memcpy(e->msg, head, hn);
+    e->msg[hn + old] = '\0';
 }
 
 const char *brine_errstr(int code)

@@ -57,7 +57,13 @@ int brine__name_valid(const char *name, char *why, size_t whylen)
         return 0;
     }
     const char *comp = name;
+    int depth = 0;
     for (;;) {
+        /* Groups nest as dicts in the pickle stream, whose depth is bounded. */
+        if (++depth > BRINE_NAME_MAX_DEPTH) {
+            snprintf(why, whylen, "the name has more than %d components", BRINE_NAME_MAX_DEPTH);
+            return 0;
+        }
         const char *end = strchr(comp, '/');
         size_t n = end ? (size_t)(end - comp) : strlen(comp);
         if (n == 0) {

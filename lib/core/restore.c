@@ -265,12 +265,19 @@ done:
     return rc;
 }
 
-/* Appends "<reason>; " to the combined message of every candidate's failure. */
+/* Appends "[reason]" (after "; " when not the first) to the combined message, cutting what does not fit. */
 static void append_reason(char *all, size_t n, const char *reason)
 {
     size_t used = strlen(all);
-    if (used + 4 < n)
-        snprintf(all + used, n - used, "%s[%s]", used ? "; " : "", reason);
+    const char *parts[4] = {used ? "; " : "", "[", reason, "]"};
+    for (int i = 0; i < 4; i++) {
+        size_t len = strlen(parts[i]);
+        if (len > n - 1 - used)
+            len = n - 1 - used;
+        memcpy(all + used, parts[i], len);
+        used += len;
+    }
+    all[used] = '\0';
 }
 
 int brine_restore(brine *b, int64_t *step)

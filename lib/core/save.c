@@ -107,10 +107,14 @@ static int check_strings(brine *b)
     return 0;
 }
 
-/* When the driver saw a failing system call, that is the real cause: report it rather than HDF5's stack. */
+/*
+ * When the driver saw a failing system call, that is the real cause: report
+ * it rather than HDF5's stack.  It can fail even when rc is 0: failures
+ * while HDF5 closes the file (the last writes, the fsync) are only recorded.
+ */
 static int fold_io_failure(brine *b, int rc, const brine_vfd_status *st)
 {
-    if (rc == 0 || st->neg_errno == 0)
+    if (st->neg_errno == 0)
         return rc;
     return brine__fail_errno(&b->err, st->neg_errno, "%s of %s failed", st->op, st->path);
 }

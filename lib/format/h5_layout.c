@@ -478,7 +478,13 @@ done:
 int brine_h5__finish(brine_h5_writer *w, brine_error *err)
 {
     int rc = 0;
-    if (H5Fclose(w->file) < 0)
+    /* Flush first: HDF5 1.10 crashes later (at H5close) when a write fails
+     * inside H5Fclose, so let metadata writes fail here, where failing is
+     * safe; the file driver reports failures inside H5Fclose through its
+     * status instead (io/h5_vfd.h). */
+    if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
+        rc = h5fail(err, BRINE_EHDF5, "flushing %s", w->path);
+    if (H5Fclose(w->file) < 0 && rc == 0)
         rc = h5fail(err, BRINE_EHDF5, "closing %s", w->path);
     brine__free(w->alloc, w);
     return rc;

@@ -62,7 +62,9 @@ int brine_h5__write_pickle(brine_h5_writer *w, const uint8_t *stream, size_t len
                            const char *const *buffers, size_t nbuffers, brine_error *err);
 
 /**
- * Closes the file (H5Fclose: the driver flushes and fsyncs) and frees w.
+ * Flushes and closes the file (the driver fsyncs it as it closes) and frees w.
+ * The driver may record a failure of the final writes or of the fsync in
+ * its status without H5Fclose failing: the caller must check it.
  * @return 0 or BRINE_EHDF5.  w is freed either way.
  */
 int brine_h5__finish(brine_h5_writer *w, brine_error *err);

@@ -32,8 +32,8 @@ int brine_scan__is_temp(const char *name, const char *prefix);
 /**
  * Lists the committed checkpoints of prefix in dir, ascending by step.
  * *out is allocated through a (free with brine__free); *n may be 0 (then *out is NULL).
- * @return 0; BRINE_ENOMEM; BRINE_EIO (the directory cannot be read; the
- *         message names it; a missing directory is -ENOENT's BRINE_EIO).
+ * @return 0; BRINE_ENOMEM; BRINE_ENOTFOUND (the directory does not exist);
+ *         BRINE_EIO (the directory cannot be read; the message names it).
  */
 int brine_scan__list(brine_ckpt_entry **out, size_t *n, const brine_io_methods *io,
                      const brine_allocator *a, const char *dir, const char *prefix,
@@ -48,8 +48,8 @@ int brine_scan__remove_temps(const brine_io_methods *io, const brine_allocator *
                              const char *prefix, brine_error *err);
 
 /**
- * Deletes the oldest committed checkpoints of prefix until keep_last remain,
- * never the one of step keep_step.  keep_last <= 0 keeps all.  Best effort:
+ * Deletes the committed checkpoints of prefix older than the keep_last newest
+ * by step, except the one of step keep_step (the one just published).  keep_last <= 0 keeps all.  Best effort:
  * a file that cannot be deleted is skipped (the next rotation retries it).
  * Then fsyncs the directory when anything was deleted.
  * @return the number of files deleted, or a negative brine code when the

@@ -11,6 +11,19 @@
  * "pwrite of FILE failed: No space left on device" rather than HDF5's generic stack.
  * File locking is not implemented (lock/unlock succeed): brine never
  * opens a file that another writer may hold (it writes temporary names).
+ *
+ * HDF5 1.10 cannot survive an error inside H5Fclose: it frees the file but
+ * keeps its id, and H5close (run at exit) then crashes on it
+ * (HDFGroup/hdf5#2257, fixed in 1.14.1).  So:
+ *  - after its first failure a file is "failed": writes, truncations and the
+ *    close-time fsync are skipped and report success (the file is garbage
+ *    and its writer discards it);
+ *  - a failure once H5Fclose has flushed its metadata (the final writes,
+ *    the fsync, close) is recorded in the status but not reported to HDF5:
+ *    H5Fclose succeeds.
+ * A writer therefore calls H5Fflush(file, H5F_SCOPE_LOCAL) before H5Fclose
+ * (so that the metadata is written, and can fail, outside H5Fclose), and
+ * after H5Fclose treats a non-zero status.neg_errno as the failure it is.
  */
 #ifndef BRINE_IO_H5_VFD_H
 #define BRINE_IO_H5_VFD_H
@@ -19,7 +32,7 @@
 
 #include "brine.h"
 
-/** The first failure seen by the driver since the status was cleared. */
+/** The first failure seen by the driver since the status was cleared (zero it to clear). */
 typedef struct brine_vfd_status {
     int neg_errno;      /**< 0 when nothing failed, else the negated errno */
     const char *op;     /**< "open", "pread", "pwrite", "fsync", "close", "ftruncate", "fsize" */

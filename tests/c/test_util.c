@@ -1,3 +1,6 @@
+/* nftw and struct FTW are XSI. */
+#define _XOPEN_SOURCE 700
+
 #include "test_util.h"
 
 #include <dirent.h>

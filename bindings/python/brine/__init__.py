@@ -1,0 +1,134 @@
+"""brine: read checkpoints written by the brine C library.
+
+A checkpoint is an HDF5 file holding a pickle protocol 5 stream of a
+simulation's state, whose arrays are out-of-band buffers stored as HDF5
+datasets (docs/format.md).  This package needs only numpy and h5py:
+
+>>> import brine
+>>> state = brine.load("run/checkpoints")          # newest checkpoint that verifies
+>>> with brine.open("run/checkpoints/ckpt-000000001200.h5") as ckpt:
+...     u = ckpt["fluid/u"][100:200, :]               # reads only those rows
+
+Unpickling is restricted: a stream that references anything but
+``numpy.ndarray`` and ``builtins.complex`` raises
+:class:`UnsafeCheckpointError` without executing anything.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List as _List, Optional
+
+from ._checkpoint import FORMAT_VERSION, Checkpoint, Group, load_file, open_file
+from ._directory import CheckpointInfo, list_checkpoints, newest_that_verifies
+from ._errors import (BrineError, CorruptCheckpointError, UnsafeCheckpointError,
+                      UnsupportedVersionError)
+from ._lazy import LazyArray
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMAT_VERSION", "load", "open", "list",
+    "Checkpoint", "Group", "LazyArray", "CheckpointInfo",
+    "BrineError", "CorruptCheckpointError", "UnsafeCheckpointError", "UnsupportedVersionError",
+]
+
+
+def load(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None) -> Dict[str, Any]:
+    """Loads a checkpoint's whole state into memory.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint file, or a checkpoint directory: then the newest
+        checkpoint (by step) that verifies is loaded, trying older ones in turn.
+    prefix : str, optional
+        For a directory, consider only ``<prefix>-<step>.h5`` files.  By
+        default every prefix is considered.
+
+    Returns
+    -------
+    dict
+        The state: nested dicts keyed by name components, whose leaves are
+        writable :class:`numpy.ndarray` objects (F-contiguous for
+        Fortran-ordered variables, with their logical shape) and Python
+        ``bool``, ``int``, ``float``, ``complex`` and ``str`` values.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist, or the directory holds no checkpoint.
+    CorruptCheckpointError
+        The file is damaged: checksum mismatch (CRC-32 of the stream,
+        fletcher32 of a chunk), missing dataset, wrong buffer count, malformed
+        stream, dataset inconsistent with the stream.  Also a ValueError.
+    UnsafeCheckpointError
+        The stream references a global other than ``numpy.ndarray`` and
+        ``builtins.complex``; nothing was executed.
+    UnsupportedVersionError
+        The file's format is newer than :data:`FORMAT_VERSION`.
+
+    For a directory where no checkpoint verifies, the newest checkpoint's
+    error is raised with every file's reason in its message.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return newest_that_verifies(path, load_file, prefix=prefix)
+    return load_file(path)
+
+
+def open(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None) -> Checkpoint:
+    """Opens a checkpoint read-only, reading arrays only when they are indexed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint file, or a directory: then the newest checkpoint whose
+        stream and datasets verify (chunk checksums are checked as data is
+        read) is opened.
+    prefix : str, optional
+        For a directory, consider only ``<prefix>-<step>.h5`` files.
+
+    Returns
+    -------
+    Checkpoint
+        A context manager and a read-only Mapping of the state's top-level
+        names; ``ckpt["fluid/u"]`` is ``ckpt["fluid"]["u"]``.  Arrays are
+        :class:`LazyArray` objects, scalars Python values.
+
+    Raises
+    ------
+    FileNotFoundError, CorruptCheckpointError, UnsafeCheckpointError, UnsupportedVersionError
+        As :func:`load`; reading a damaged chunk later raises
+        :class:`CorruptCheckpointError`.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return newest_that_verifies(path, open_file, prefix=prefix)
+    return open_file(path)
+
+
+def list(directory: "os.PathLike[str] | str", *,  # noqa: A001 (brine.list is the API)
+         prefix: Optional[str] = None) -> _List[CheckpointInfo]:
+    """Lists the committed checkpoints of a directory, sorted by step.
+
+    Only names ``<prefix>-<12 digits>.h5`` count; temporary files (starting
+    with ``.``) and anything else are ignored.  Files are not verified.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+    prefix : str, optional
+        Only list ``<prefix>-<step>.h5`` files.  By default any prefix.
+
+    Returns
+    -------
+    list of CheckpointInfo
+        Sorted by step (then name).
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError
+        The directory does not exist or is not one.
+    """
+    return list_checkpoints(directory, prefix=prefix)

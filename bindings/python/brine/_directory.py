@@ -1,0 +1,116 @@
+"""Checkpoint directories: listing committed checkpoints, picking the newest that verifies."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, List, Optional, TypeVar
+
+import h5py
+
+from ._errors import BrineError
+
+__all__ = ["CheckpointInfo", "list_checkpoints", "newest_that_verifies"]
+
+# <prefix>-<12 digits>.h5, prefix: 1..64 of [A-Za-z0-9_.+-], not starting with '.' (format 1).
+_NAME = re.compile(r"(?P<prefix>[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,63})-(?P<step>[0-9]{12})\.h5")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A committed checkpoint file of a directory, as listed by :func:`brine.list`.
+
+    Attributes
+    ----------
+    path : str
+        The file's path (the directory joined with the file name).
+    step : int
+        The step, from the file name.
+    size : int
+        The file's size in bytes.
+    created : str
+        The file's ``created`` attribute (UTC, ``YYYY-MM-DDTHH:MM:SSZ``), or
+        "" when it cannot be read: listing does not verify files.
+    """
+
+    path: str
+    step: int
+    size: int
+    created: str
+
+
+def _created_of(path: str) -> str:
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("created", "")
+    except (OSError, ValueError, KeyError):
+        return ""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def list_checkpoints(directory: "os.PathLike[str] | str", *,
+                     prefix: Optional[str] = None) -> List[CheckpointInfo]:
+    """Lists the committed checkpoints of a directory (see :func:`brine.list`)."""
+    directory = os.fspath(directory)
+    found = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            m = _NAME.fullmatch(entry.name)
+            if m is None or (prefix is not None and m["prefix"] != prefix):
+                continue
+            try:
+                if not entry.is_file():
+                    continue
+                size = entry.stat().st_size
+            except FileNotFoundError:  # deleted by a writer's rotation meanwhile
+                continue
+            found.append((int(m["step"]), entry.name, entry.path, size))
+    found.sort()
+    return [CheckpointInfo(path=p, step=step, size=size, created=_created_of(p))
+            for step, _, p, size in found]
+
+
+def newest_that_verifies(directory: str, attempt: Callable[[str], T], *,
+                         prefix: Optional[str] = None) -> T:
+    """Calls attempt(path) on the directory's checkpoints, newest first, until one succeeds.
+
+    Raises
+    ------
+    FileNotFoundError
+        The directory holds no committed checkpoint.
+    BrineError or OSError
+        Of the newest checkpoint's type, when none succeeds; the message gives
+        every file's reason.
+    """
+    infos = list_checkpoints(directory, prefix=prefix)
+    if not infos:
+        what = f"no checkpoint ({prefix or '<prefix>'}-<step>.h5) in directory"
+        raise FileNotFoundError(errno.ENOENT, what, directory)
+    reasons = []
+    newest: Optional[BaseException] = None
+    for info in reversed(infos):
+        try:
+            return attempt(info.path)
+        except (BrineError, OSError) as exc:
+            reasons.append(str(exc))
+            newest = newest or exc
+    assert newest is not None
+    message = (f"no checkpoint in {directory} verifies; tried newest first:\n  "
+               + "\n  ".join(reasons))
+    raise _same_kind(newest, message) from newest
+
+
+def _same_kind(exc: BaseException, message: str) -> BaseException:
+    """A new exception of exc's type, attributes and errno, with another message."""
+    if isinstance(exc, BrineError):
+        new: BaseException = type(exc)(message)
+        new.__dict__.update(exc.__dict__)
+        return new
+    assert isinstance(exc, OSError)
+    if exc.errno is not None:
+        return type(exc)(exc.errno, message)
+    return type(exc)(message)
