@@ -1939,6 +1939,157 @@ static void test_io_methods_publication(void **state)
     tu_rmtree(base);
 }
 
+/* A state with no variables is a valid (empty) checkpoint. */
+static void test_no_variables(void **state)
+{
+    (void)state;
+    const char *dir = tu_tmpdir();
+    brine *b = open_ctx(dir, NULL);
+    OK(b, brine_save(b, 3));
+    hid_t f = h5_open(dir, "ckpt", 3);
+    hid_t p = H5Dopen2(f, "/brine/pickle", H5P_DEFAULT);
+    assert_true(p >= 0);
+    hid_t a = H5Aopen(p, "buffers", H5P_DEFAULT);
+    assert_true(a >= 0);
+    hid_t sp = H5Aget_space(a);
+    assert_int_equal(H5Sget_simple_extent_ndims(sp), 1);
+    assert_int_equal(H5Sget_simple_extent_npoints(sp), 0);
+    H5Sclose(sp);
+    H5Aclose(a);
+    H5Dclose(p);
+    H5Fclose(f);
+    int64_t step = 0;
+    OK(b, brine_restore(b, &step));
+    assert_int_equal(step, 3);
+    brine_close(b);
+    tu_rmtree(dir);
+}
+
+/* Two prefixes in one directory rotate independently. */
+static void test_two_prefixes(void **state)
+{
+    (void)state;
+    const char *dir = tu_tmpdir();
+    brine_options oa = BRINE_OPTIONS_INIT, ob = BRINE_OPTIONS_INIT;
+    oa.prefix = "alpha";
+    oa.keep_last = 1;
+    ob.prefix = "beta";
+    ob.keep_last = 2;
+    brine *a = open_ctx(dir, &oa), *b = open_ctx(dir, &ob);
+    int32_t va = 0, vb = 0;
+    OK(a, brine_register(a, "v", BRINE_I32, &va, 0, NULL, 0));
+    OK(b, brine_register(b, "v", BRINE_I32, &vb, 0, NULL, 0));
+    for (int s = 1; s <= 4; s++) {
+        va = s;
+        vb = 10 * s;
+        OK(a, brine_save(a, s));
+        OK(b, brine_save(b, s + 100));
+    }
+    assert_int_equal(tu_count_entries(dir, "alpha-"), 1);
+    assert_int_equal(tu_count_entries(dir, "beta-"), 2);
+    assert_true(ckpt_exists(dir, "alpha", 4));
+    assert_true(ckpt_exists(dir, "beta", 103));
+    assert_true(ckpt_exists(dir, "beta", 104));
+    va = vb = 0;
+    int64_t sa = 0, sb = 0;
+    OK(a, brine_restore(a, &sa));
+    OK(b, brine_restore(b, &sb));
+    assert_int_equal(sa, 4);
+    assert_int_equal(va, 4);
+    assert_int_equal(sb, 104);
+    assert_int_equal(vb, 40);
+    brine_close(a);
+    brine_close(b);
+    tu_rmtree(dir);
+}
+
+/* Distinct contexts may be used from distinct threads at the same time. */
+typedef struct thread_job {
+    int id;
+    int failed;
+    char why[512];
+} thread_job;
+
+static void *thread_main(void *arg)
+{
+    thread_job *job = arg;
+    const char *base = getenv("TMPDIR");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/brine-thread-%d-%ld", base && *base ? base : "/tmp", job->id,
+             (long)getpid());
+    brine_options o = BRINE_OPTIONS_INIT;
+    o.threads = 1;
+    o.keep_last = 2;
+    brine *b = NULL;
+    const size_t n = 200 * 700;
+    const size_t shape[2] = {200, 700};
+    double *a = malloc(n * 8), *e = malloc(n * 8);
+    char s[32];
+    if (brine_open(&b, dir, &o) != 0) {
+        snprintf(job->why, sizeof job->why, "open: %s", brine_open_errmsg());
+        goto fail;
+    }
+    if (brine_register(b, "a", BRINE_F64, a, 2, shape, 0) ||
+        brine_register_string(b, "s", s, sizeof s)) {
+        snprintf(job->why, sizeof job->why, "register: %s", brine_errmsg(b));
+        goto fail;
+    }
+    for (int step = 1; step <= 6; step++) {
+        fill_array(BRINE_F64, e, n, (uint64_t)(job->id * 1000 + step));
+        memcpy(a, e, n * 8);
+        snprintf(s, sizeof s, "thread %d step %d", job->id, step);
+        int rc = brine_save(b, step);
+        if (rc) {
+            snprintf(job->why, sizeof job->why, "save %d: %s", step, brine_errmsg(b));
+            goto fail;
+        }
+        memset(a, 0, n * 8);
+        s[0] = '\0';
+        int64_t got = 0;
+        rc = brine_restore(b, &got);
+        char want[32];
+        snprintf(want, sizeof want, "thread %d step %d", job->id, step);
+        if (rc || got != step || memcmp(a, e, n * 8) || strcmp(s, want)) {
+            snprintf(job->why, sizeof job->why, "restore %d: rc %d step %lld: %s", step, rc,
+                     (long long)got, brine_errmsg(b));
+            goto fail;
+        }
+    }
+    brine_close(b);
+    free(a);
+    free(e);
+    tu_rmtree(dir);
+    return NULL;
+fail:
+    job->failed = 1;
+    brine_close(b);
+    free(a);
+    free(e);
+    tu_rmtree(dir);
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    enum { NT = 4 };
+    pthread_t t[NT];
+    thread_job jobs[NT];
+    for (int i = 0; i < NT; i++) {
+        memset(&jobs[i], 0, sizeof jobs[i]);
+        jobs[i].id = i;
+        assert_int_equal(pthread_create(&t[i], NULL, thread_main, &jobs[i]), 0);
+    }
+    for (int i = 0; i < NT; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < NT; i++) {
+        if (jobs[i].failed) {
+            print_error("thread %d: %s\n", i, jobs[i].why);
+            fail();
+        }
+    }
+}
+
 int main(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the tests print their own diagnostics */
@@ -1961,6 +2112,9 @@ int main(void)
         cmocka_unit_test(test_same_step_replaces),
         cmocka_unit_test(test_allocator),
         cmocka_unit_test(test_io_methods_publication),
+        cmocka_unit_test(test_no_variables),
+        cmocka_unit_test(test_two_prefixes),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
