@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libhdf5-dev hdf5-tools zlib1g-dev
+  libhdf5-dev hdf5-tools zlib1g-dev libdeflate-dev libisal-dev
   libcmocka-dev
   python3-numpy python3-h5py python3-pytest python3-matplotlib
 )

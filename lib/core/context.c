@@ -46,8 +46,10 @@ int brine_open(brine **out, const char *dir, const brine_options *opts)
                            "brine_open: prefix '%s' is invalid: use 1 to 64 characters from "
                            "[A-Za-z0-9_.+-], not starting with '.'",
                            o.prefix);
-    if (o.level < 0 || o.level > 9)
-        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: level %d is not in 0..9", o.level);
+    brine_chunk_codec codec;
+    char why[200];
+    if (brine_chunk__resolve(&codec, o.codec, o.level, why, sizeof why))
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: %s", why);
     if (o.threads < 0)
         return brine__fail(&open_error, BRINE_EINVAL, "brine_open: threads %d is negative", o.threads);
     if (o.io && o.io->version != BRINE_IO_METHODS_VERSION)
@@ -69,6 +71,7 @@ int brine_open(brine **out, const char *dir, const brine_options *opts)
     }
     b->opts = o;
     b->opts.prefix = b->prefix;
+    b->codec = codec;
     if ((rc = brine_publish__mkdirs(b->io, b->dir, &open_error)) != 0)
         goto done;
 done:

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../common/error.h"
+#include "../format/chunk_codec.h"
 
 /** One registered variable. */
 typedef struct brine_var {
@@ -24,6 +25,7 @@ struct brine {
     char *dir;
     char *prefix;
     brine_options opts; /**< a copy; opts.prefix points to prefix */
+    brine_chunk_codec codec; /**< opts.codec and opts.level resolved */
     const brine_io_methods *io;
     const brine_allocator *alloc; /**< NULL = malloc/free */
     brine_var *vars;

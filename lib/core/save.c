@@ -125,7 +125,7 @@ static int write_file(brine *b, const char *tmp, int64_t step, const uint8_t *st
     int rc = 0;
     brine_vfd_status status = {0};
     brine_h5_writer *w = NULL;
-    const brine_h5_write_opts wopts = {b->opts.level, b->opts.threads};
+    const brine_h5_write_opts wopts = {b->codec, b->opts.threads};
     char **paths = NULL;
     hid_t fapl = brine_vfd__fapl(b->io, &status);
 

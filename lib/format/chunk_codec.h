@@ -76,23 +76,49 @@ void brine_shuffle(void *dst, const void *src, size_t n, size_t esize);
 /** The inverse of brine_shuffle. */
 void brine_unshuffle(void *dst, const void *src, size_t n, size_t esize);
 
+/** A resolved codec: what brine_chunk__encode runs (never BRINE_CODEC_DEFAULT). */
+typedef struct brine_chunk_codec {
+    brine_codec codec;
+    int level;
+} brine_chunk_codec;
+
+/**
+ * Resolves a requested codec and level (brine_options) to the codec that
+ * runs: BRINE_CODEC_DEFAULT becomes the fastest built-in codec supporting
+ * level (ISA-L for 0..3, else libdeflate, else zlib).
+ * @return 0, or BRINE_EINVAL with why: codec not built in, level out of its range.
+ */
+int brine_chunk__resolve(brine_chunk_codec *out, brine_codec requested, int level, char *why,
+                         size_t whylen);
+
+/**
+ * The filter pipeline (BRINE_FILTER_* bits) arrays are written with:
+ * shuffle | deflate | fletcher32, or fletcher32 alone for BRINE_CODEC_NONE.
+ */
+unsigned brine_chunk__pipeline(const brine_chunk_codec *c);
+
 /** Bytes the stored form of a chunk of raw_len bytes may need at most. */
 size_t brine_chunk__encode_bound(size_t raw_len);
 
 /**
- * Encodes one chunk for the pipeline shuffle + deflate + fletcher32.
+ * Encodes one chunk for the pipeline of c (brine_chunk__pipeline): shuffle +
+ * deflate with c's codec and level + fletcher32, or fletcher32 alone.
  *
  * raw: raw_len bytes of elements of esize bytes.  scratch: raw_len bytes of
  * scratch memory.  out: at least brine_chunk__encode_bound(raw_len) bytes.
  * When deflate does not shrink the chunk, the shuffled bytes are stored
  * as they are and BRINE_FILTER_DEFLATE is set in *filter_mask.
- * @return 0, or BRINE_ENOMEM (zlib could not allocate).
+ * *filter_mask holds pipeline positions as HDF5 numbers them, which for both
+ * pipelines equal the BRINE_FILTER_* bits of shuffle | deflate | fletcher32
+ * only when all three are present: for BRINE_CODEC_NONE it is always 0.
+ * @return 0, or BRINE_ENOMEM (the codec could not allocate).
  */
-int brine_chunk__encode(const void *raw, size_t raw_len, size_t esize, int level, void *scratch,
-                        void *out, size_t *out_len, uint32_t *filter_mask);
+int brine_chunk__encode(const void *raw, size_t raw_len, size_t esize, const brine_chunk_codec *c,
+                        void *scratch, void *out, size_t *out_len, uint32_t *filter_mask);
 
 /**
- * Decodes one stored chunk.  pipeline: the BRINE_FILTER_* bits of the filters
+ * Decodes one stored chunk with the fastest inflater built in (libdeflate,
+ * then ISA-L, then zlib, as measured on AVX-512 hardware: all read any zlib stream).  pipeline: the BRINE_FILTER_* bits of the filters
  * the dataset's pipeline has (in the standard order shuffle, deflate,
  * fletcher32); filter_mask: the chunk's mask of skipped filters.
  * out receives exactly raw_len bytes; scratch holds raw_len bytes.

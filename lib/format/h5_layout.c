@@ -11,6 +11,7 @@
 
 #include "../common/alloc.h"
 #include "chunk_codec.h"
+#include "chunk_pipeline.h"
 #include "dtype.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -300,68 +301,123 @@ static char *state_path(const brine_allocator *a, const char *name)
     return p;
 }
 
-/* Compresses the chunks of one dataset in OpenMP threads and writes them here, in order. */
+/* Chunk buffers of one pipeline run: a stored chunk per slot, raw + scratch per thread. */
+typedef struct chunk_buffers {
+    const brine_allocator *alloc;
+    size_t bound;       /* bytes of a stored chunk at most */
+    uint8_t *stored;    /* nslots * bound */
+    uint8_t *work;      /* nthreads * 2 * chunk_bytes: raw chunk, then scratch */
+    size_t *lens;       /* per slot: stored bytes */
+    uint32_t *masks;    /* per slot: filter mask (pipeline positions, as HDF5 has them) */
+    char *whys;         /* per slot: why a codec step failed */
+} chunk_buffers;
+
+enum { WHY_SIZE = 200 };
+
+static void buffers_free(chunk_buffers *cb)
+{
+    brine__free(cb->alloc, cb->whys);
+    brine__free(cb->alloc, cb->masks);
+    brine__free(cb->alloc, cb->lens);
+    brine__free(cb->alloc, cb->work);
+    brine__free(cb->alloc, cb->stored);
+}
+
+/* Sizes a pipeline run for g and allocates its buffers.  0 or BRINE_ENOMEM. */
+static int buffers_alloc(chunk_buffers *cb, brine_pipe *p, const brine_chunk_geom *g,
+                         int requested_threads, const brine_allocator *a)
+{
+    size_t stored_size, work_size;
+    uint64_t threads = (uint64_t)thread_count(requested_threads);
+    if (threads > g->nchunks)
+        threads = g->nchunks;
+    uint64_t slots = threads * CHUNKS_PER_THREAD;
+    if (slots > g->nchunks)
+        slots = g->nchunks;
+    p->nchunks = g->nchunks;
+    p->nthreads = (int)threads;
+    p->nslots = (size_t)slots;
+    memset(cb, 0, sizeof *cb);
+    cb->alloc = a;
+    cb->bound = brine_chunk__encode_bound(g->chunk_bytes);
+    if (brine__mul_overflows(cb->bound, p->nslots, &stored_size) ||
+        brine__mul_overflows(2 * g->chunk_bytes, (size_t)threads, &work_size))
+        return BRINE_ENOMEM;
+    cb->stored = brine__alloc(a, stored_size);
+    cb->work = brine__alloc(a, work_size);
+    cb->lens = brine__calloc(a, p->nslots, sizeof *cb->lens);
+    cb->masks = brine__calloc(a, p->nslots, sizeof *cb->masks);
+    cb->whys = brine__calloc(a, p->nslots, WHY_SIZE);
+    if (!cb->stored || !cb->work || !cb->lens || !cb->masks || !cb->whys) {
+        buffers_free(cb);
+        return BRINE_ENOMEM;
+    }
+    return 0;
+}
+
+static void chunk_hoffset(const brine_chunk_geom *g, uint64_t chunk, hsize_t *hoff)
+{
+    uint64_t offset[BRINE_MAX_NDIM];
+    brine_chunk__offset(g, chunk, offset);
+    for (int d = 0; d < g->ndim; d++)
+        hoff[d] = offset[d];
+}
+
+/* One dataset being written: what the two pipeline steps need. */
+typedef struct write_job {
+    hid_t dset;
+    const brine_chunk_geom *g;
+    const void *data;
+    const brine_chunk_codec *codec;
+    chunk_buffers cb;
+    brine_error *err;
+    const char *name;
+    int serial_failed; /* the serial step recorded its own message */
+} write_job;
+
+static int encode_step(void *ctx, uint64_t chunk, size_t slot, int thread)
+{
+    write_job *j = ctx;
+    const size_t cbytes = j->g->chunk_bytes;
+    uint8_t *raw = j->cb.work + (size_t)thread * 2 * cbytes;
+    uint64_t offset[BRINE_MAX_NDIM];
+    brine_chunk__offset(j->g, chunk, offset);
+    brine_chunk__gather(j->g, j->data, offset, raw);
+    j->cb.masks[slot] = 0;
+    return brine_chunk__encode(raw, cbytes, j->g->esize, j->codec, raw + cbytes,
+                               j->cb.stored + slot * j->cb.bound, &j->cb.lens[slot],
+                               &j->cb.masks[slot]);
+}
+
+static int write_step(void *ctx, uint64_t chunk, size_t slot)
+{
+    write_job *j = ctx;
+    hsize_t hoff[BRINE_MAX_NDIM];
+    chunk_hoffset(j->g, chunk, hoff);
+    if (H5Dwrite_chunk(j->dset, H5P_DEFAULT, j->cb.masks[slot], hoff, j->cb.lens[slot],
+                       j->cb.stored + slot * j->cb.bound) < 0) {
+        j->serial_failed = 1;
+        return h5fail(j->err, BRINE_EHDF5, "writing chunk %" PRIu64 " of '%s'", chunk, j->name);
+    }
+    return 0;
+}
+
+/* Compresses the chunks of one dataset in OpenMP threads while this thread writes them, in order. */
 static int write_chunks(brine_h5_writer *w, hid_t dset, const brine_chunk_geom *g,
                         const void *data, const char *name, brine_error *err)
 {
-    int rc = 0;
-    const int nthreads = thread_count(w->opts.threads);
-    const size_t bound = brine_chunk__encode_bound(g->chunk_bytes);
-    const size_t slot = 2 * g->chunk_bytes + bound;
-    uint64_t batch = (uint64_t)nthreads * CHUNKS_PER_THREAD;
-    if (batch > g->nchunks)
-        batch = g->nchunks;
-    size_t slab_size;
-    uint8_t *slab = NULL;
-    size_t *lens = brine__calloc(w->alloc, batch, sizeof *lens);
-    uint32_t *masks = brine__calloc(w->alloc, batch, sizeof *masks);
-    int *rcs = brine__calloc(w->alloc, batch, sizeof *rcs);
-    if (brine__mul_overflows(slot, batch, &slab_size) == 0)
-        slab = brine__alloc(w->alloc, slab_size);
-    if (!lens || !masks || !rcs || !slab) {
-        rc = brine__fail(err, BRINE_ENOMEM, "out of memory for the chunk buffers of '%s'", name);
-        goto done;
-    }
-
-    for (uint64_t start = 0; start < g->nchunks; start += batch) {
-        const int64_t m = (int64_t)(g->nchunks - start < batch ? g->nchunks - start : batch);
-        const int level = w->opts.level;
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-        for (int64_t i = 0; i < m; i++) {
-            uint8_t *raw = slab + (size_t)i * slot;
-            uint8_t *scratch = raw + g->chunk_bytes;
-            uint8_t *stored = scratch + g->chunk_bytes;
-            uint64_t offset[BRINE_MAX_NDIM];
-            brine_chunk__offset(g, start + (uint64_t)i, offset);
-            brine_chunk__gather(g, data, offset, raw);
-            masks[i] = 0;
-            rcs[i] = brine_chunk__encode(raw, g->chunk_bytes, g->esize, level, scratch, stored,
-                                         &lens[i], &masks[i]);
-        }
-        for (int64_t i = 0; i < m; i++) {
-            if (rcs[i]) {
-                rc = brine__fail(err, rcs[i], "compressing a chunk of '%s' failed (%s)", name,
-                                 brine_errstr(rcs[i]));
-                goto done;
-            }
-            uint64_t offset[BRINE_MAX_NDIM];
-            hsize_t hoff[BRINE_MAX_NDIM];
-            brine_chunk__offset(g, start + (uint64_t)i, offset);
-            for (int d = 0; d < g->ndim; d++)
-                hoff[d] = offset[d];
-            const uint8_t *stored = slab + (size_t)i * slot + 2 * g->chunk_bytes;
-            if (H5Dwrite_chunk(dset, H5P_DEFAULT, masks[i], hoff, lens[i], stored) < 0) {
-                rc = h5fail(err, BRINE_EHDF5, "writing chunk %" PRIu64 " of '%s'",
-                            start + (uint64_t)i, name);
-                goto done;
-            }
-        }
-    }
-done:
-    brine__free(w->alloc, slab);
-    brine__free(w->alloc, rcs);
-    brine__free(w->alloc, masks);
-    brine__free(w->alloc, lens);
+    write_job j = {dset, g, data, &w->opts.codec, {0}, err, name, 0};
+    brine_pipe p = {0};
+    if (buffers_alloc(&j.cb, &p, g, w->opts.threads, w->alloc))
+        return brine__fail(err, BRINE_ENOMEM, "out of memory for the chunk buffers of '%s'", name);
+    p.ctx = &j;
+    p.serial = write_step;
+    p.parallel = encode_step;
+    int rc = brine_pipe__write(&p);
+    if (rc && !j.serial_failed)
+        rc = brine__fail(err, rc, "compressing chunk %" PRIu64 " of '%s' failed (%s)",
+                         p.failed_chunk, name, brine_errstr(rc));
+    buffers_free(&j.cb);
     return rc;
 }
 
@@ -401,9 +457,13 @@ int brine_h5__write_array(brine_h5_writer *w, const char *name, int dtype, char 
         for (int d = 0; d < ndim; d++)
             hchunk[d] = g.chunk[d];
         /* Chunks are written whole by H5Dwrite_chunk: no fill values, no early allocation. */
-        if (H5Pset_chunk(dcpl, ndim, hchunk) < 0 || H5Pset_shuffle(dcpl) < 0 ||
-            H5Pset_deflate(dcpl, (unsigned)w->opts.level) < 0 || H5Pset_fletcher32(dcpl) < 0 ||
-            H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+        const unsigned pipeline = brine_chunk__pipeline(&w->opts.codec);
+        if (H5Pset_chunk(dcpl, ndim, hchunk) < 0 ||
+            ((pipeline & BRINE_FILTER_SHUFFLE) && H5Pset_shuffle(dcpl) < 0) ||
+            /* HDF5 refuses levels above 9 (libdeflate goes to 12); readers ignore the value. */
+            ((pipeline & BRINE_FILTER_DEFLATE) &&
+             H5Pset_deflate(dcpl, (unsigned)(w->opts.codec.level > 9 ? 9 : w->opts.codec.level)) < 0) ||
+            H5Pset_fletcher32(dcpl) < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
             H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR) < 0) {
             rc = h5fail(err, BRINE_EHDF5, "setting the filters of dataset %s", path);
             goto done;
@@ -848,98 +908,84 @@ static uint32_t brine_mask(const array_handle *h, uint32_t hdf5_mask)
     return m;
 }
 
+/* One dataset being read: what the two pipeline steps need. */
+typedef struct read_job {
+    brine_h5_reader *r;
+    const array_handle *h;
+    const char *path;
+    const char *name;
+    void *mem; /* NULL: verify only */
+    chunk_buffers cb;
+    brine_error *err;
+    int serial_failed;
+} read_job;
+
+static int read_step(void *ctx, uint64_t chunk, size_t slot)
+{
+    read_job *j = ctx;
+    const brine_chunk_geom *g = &j->h->g;
+    hsize_t hoff[BRINE_MAX_NDIM];
+    hsize_t size = 0;
+    uint32_t hmask = 0;
+    chunk_hoffset(g, chunk, hoff);
+    j->serial_failed = 1;
+    if (H5Dget_chunk_storage_size(j->h->dset, hoff, &size) < 0 || size == 0)
+        return h5fail(j->err, BRINE_ECORRUPT, "%s: variable '%s': chunk %" PRIu64 " of %s is missing",
+                      j->r->path, j->name, chunk, j->path);
+    if (size > j->cb.bound)
+        return brine__fail(j->err, BRINE_ECORRUPT,
+                           "%s: variable '%s': chunk %" PRIu64 " of %s is %llu bytes, more than a "
+                           "%zu-byte chunk can take",
+                           j->r->path, j->name, chunk, j->path, (unsigned long long)size,
+                           g->chunk_bytes);
+    if (H5Dread_chunk(j->h->dset, H5P_DEFAULT, hoff, &hmask, j->cb.stored + slot * j->cb.bound) < 0)
+        return h5fail(j->err, BRINE_ECORRUPT, "%s: variable '%s': reading chunk %" PRIu64 " of %s",
+                      j->r->path, j->name, chunk, j->path);
+    j->serial_failed = 0;
+    j->cb.lens[slot] = (size_t)size;
+    j->cb.masks[slot] = brine_mask(j->h, hmask);
+    return 0;
+}
+
+static int decode_step(void *ctx, uint64_t chunk, size_t slot, int thread)
+{
+    read_job *j = ctx;
+    const brine_chunk_geom *g = &j->h->g;
+    const uint8_t *stored = j->cb.stored + slot * j->cb.bound;
+    char *why = j->cb.whys + slot * WHY_SIZE;
+    if (!j->mem)
+        return brine_chunk__verify(stored, j->cb.lens[slot], j->h->pipeline, j->cb.masks[slot], why,
+                                   WHY_SIZE);
+    uint8_t *raw = j->cb.work + (size_t)thread * 2 * g->chunk_bytes;
+    int rc = brine_chunk__decode(stored, j->cb.lens[slot], j->h->pipeline, j->cb.masks[slot],
+                                 g->esize, raw + g->chunk_bytes, raw, g->chunk_bytes, why, WHY_SIZE);
+    if (rc == 0) {
+        uint64_t offset[BRINE_MAX_NDIM];
+        brine_chunk__offset(g, chunk, offset);
+        brine_chunk__scatter(g, j->mem, offset, raw);
+    }
+    return rc;
+}
+
 /*
- * Reads every chunk of h in batches on this thread; OpenMP threads then
- * verify (mem == NULL) or decode and scatter into mem.
+ * Reads every chunk of h on this thread while OpenMP threads verify them
+ * (mem == NULL) or decode them straight into mem.
  */
 static int chunk_pass(brine_h5_reader *r, const array_handle *h, const char *path,
                       const char *name, void *mem, brine_error *err)
 {
-    enum { WHY = 200 };
-    int rc = 0;
-    const brine_chunk_geom *g = &h->g;
-    const int nthreads = thread_count(r->threads);
-    const size_t bound = brine_chunk__encode_bound(g->chunk_bytes);
-    const size_t slot = bound + 2 * g->chunk_bytes;
-    uint64_t batch = (uint64_t)nthreads * CHUNKS_PER_THREAD;
-    if (batch > g->nchunks)
-        batch = g->nchunks;
-    size_t slab_size;
-    uint8_t *slab = NULL;
-    size_t *lens = brine__calloc(r->alloc, batch, sizeof *lens);
-    uint32_t *masks = brine__calloc(r->alloc, batch, sizeof *masks);
-    int *rcs = brine__calloc(r->alloc, batch, sizeof *rcs);
-    char *whys = brine__calloc(r->alloc, batch, WHY);
-    if (brine__mul_overflows(slot, batch, &slab_size) == 0)
-        slab = brine__alloc(r->alloc, slab_size);
-    if (!lens || !masks || !rcs || !whys || !slab) {
-        rc = brine__fail(err, BRINE_ENOMEM, "out of memory for the chunk buffers of '%s'", name);
-        goto done;
-    }
-
-    for (uint64_t start = 0; start < g->nchunks; start += batch) {
-        const int64_t m = (int64_t)(g->nchunks - start < batch ? g->nchunks - start : batch);
-        for (int64_t i = 0; i < m; i++) {
-            uint64_t offset[BRINE_MAX_NDIM];
-            hsize_t hoff[BRINE_MAX_NDIM];
-            hsize_t size = 0;
-            uint32_t hmask = 0;
-            brine_chunk__offset(g, start + (uint64_t)i, offset);
-            for (int d = 0; d < g->ndim; d++)
-                hoff[d] = offset[d];
-            if (H5Dget_chunk_storage_size(h->dset, hoff, &size) < 0 || size == 0) {
-                rc = h5fail(err, BRINE_ECORRUPT, "%s: variable '%s': chunk %" PRIu64 " of %s is missing",
-                            r->path, name, start + (uint64_t)i, path);
-                goto done;
-            }
-            if (size > bound) {
-                rc = brine__fail(err, BRINE_ECORRUPT,
-                                 "%s: variable '%s': chunk %" PRIu64 " of %s is %llu bytes, more than "
-                                 "a %zu-byte chunk can take",
-                                 r->path, name, start + (uint64_t)i, path, (unsigned long long)size,
-                                 g->chunk_bytes);
-                goto done;
-            }
-            if (H5Dread_chunk(h->dset, H5P_DEFAULT, hoff, &hmask, slab + (size_t)i * slot) < 0) {
-                rc = h5fail(err, BRINE_ECORRUPT, "%s: variable '%s': reading chunk %" PRIu64 " of %s",
-                            r->path, name, start + (uint64_t)i, path);
-                goto done;
-            }
-            lens[i] = (size_t)size;
-            masks[i] = brine_mask(h, hmask);
-        }
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-        for (int64_t i = 0; i < m; i++) {
-            const uint8_t *stored = slab + (size_t)i * slot;
-            char *why = whys + (size_t)i * WHY;
-            if (!mem) {
-                rcs[i] = brine_chunk__verify(stored, lens[i], h->pipeline, masks[i], why, WHY);
-                continue;
-            }
-            uint8_t *raw = slab + (size_t)i * slot + bound;
-            uint8_t *scratch = raw + g->chunk_bytes;
-            rcs[i] = brine_chunk__decode(stored, lens[i], h->pipeline, masks[i], g->esize, scratch,
-                                         raw, g->chunk_bytes, why, WHY);
-            if (rcs[i] == 0) {
-                uint64_t offset[BRINE_MAX_NDIM];
-                brine_chunk__offset(g, start + (uint64_t)i, offset);
-                brine_chunk__scatter(g, mem, offset, raw);
-            }
-        }
-        for (int64_t i = 0; i < m; i++) {
-            if (rcs[i]) {
-                rc = brine__fail(err, rcs[i], "%s: variable '%s': chunk %" PRIu64 " of %s: %s",
-                                 r->path, name, start + (uint64_t)i, path, whys + (size_t)i * WHY);
-                goto done;
-            }
-        }
-    }
-done:
-    brine__free(r->alloc, slab);
-    brine__free(r->alloc, whys);
-    brine__free(r->alloc, rcs);
-    brine__free(r->alloc, masks);
-    brine__free(r->alloc, lens);
+    read_job j = {r, h, path, name, mem, {0}, err, 0};
+    brine_pipe p = {0};
+    if (buffers_alloc(&j.cb, &p, &h->g, r->threads, r->alloc))
+        return brine__fail(err, BRINE_ENOMEM, "out of memory for the chunk buffers of '%s'", name);
+    p.ctx = &j;
+    p.serial = read_step;
+    p.parallel = decode_step;
+    int rc = brine_pipe__read(&p);
+    if (rc && !j.serial_failed)
+        rc = brine__fail(err, rc, "%s: variable '%s': chunk %" PRIu64 " of %s: %s", r->path, name,
+                         p.failed_chunk, path, j.cb.whys + (p.failed_chunk % p.nslots) * WHY_SIZE);
+    buffers_free(&j.cb);
     return rc;
 }
 

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "../common/error.h"
+#include "chunk_codec.h"
 
 /** Saved state of HDF5's automatic error printing, silenced inside brine calls. */
 typedef struct brine_h5_quiet {
@@ -32,8 +33,8 @@ void brine_h5__quiet_end(const brine_h5_quiet *q);
 
 /** How arrays are written. */
 typedef struct brine_h5_write_opts {
-    int level;   /**< deflate level 0..9 */
-    int threads; /**< OpenMP threads for chunk coding; 0 = OpenMP's default */
+    brine_chunk_codec codec; /**< resolved codec and level */
+    int threads;             /**< OpenMP threads for chunk coding; 0 = OpenMP's default */
 } brine_h5_write_opts;
 
 typedef struct brine_h5_writer brine_h5_writer;

@@ -148,6 +148,24 @@ typedef struct brine_allocator {
 } brine_allocator;
 
 /**
+ * Deflate implementations.  Every one writes the zlib-wrapped deflate stream
+ * HDF5's standard deflate filter reads, so the codec never matters to readers.
+ */
+typedef enum brine_codec {
+    BRINE_CODEC_DEFAULT = 0,   /**< the fastest built in that supports the level (ISA-L, libdeflate, zlib) */
+    BRINE_CODEC_ZLIB = 1,      /**< zlib, levels 0..9; always built in */
+    BRINE_CODEC_LIBDEFLATE = 2,/**< libdeflate, levels 0..12; when found at configure time */
+    BRINE_CODEC_ISAL = 3,      /**< ISA-L igzip, levels 0..3; when found at configure time */
+    BRINE_CODEC_NONE = 4       /**< no compression: arrays are stored with fletcher32 only (no deflate, no shuffle) */
+} brine_codec;
+
+/** 1 when codec is built into this library, else 0. */
+BRINE_API int brine_codec_available(brine_codec codec);
+
+/** The codec's name ("zlib", "libdeflate", "isal", "none", "default"), or NULL for an unknown value. */
+BRINE_API const char *brine_codec_name(brine_codec codec);
+
+/**
  * Options of brine_open().  Initialise with BRINE_OPTIONS_INIT, then change
  * fields: fields added in later versions get their defaults that way.
  */
@@ -155,14 +173,15 @@ typedef struct brine_options {
     unsigned version;   /**< BRINE_OPTIONS_VERSION */
     const char *prefix; /**< checkpoint file names are <prefix>-<step>.h5; default "ckpt" */
     int keep_last;      /**< checkpoints kept after each save; <= 0 keeps all.  Default 3 */
-    int level;          /**< deflate level 0..9; default 1 */
+    int level;          /**< deflate level (range depends on the codec); default 1 */
     int threads;        /**< compression threads; 0 = OpenMP's default */
     const brine_io_methods *io;     /**< file-system operations; NULL = brine_io_posix() */
     const brine_allocator *alloc;   /**< allocation hook; NULL = malloc/free */
+    brine_codec codec;  /**< deflate implementation; default BRINE_CODEC_DEFAULT */
 } brine_options;
 
 #define BRINE_OPTIONS_VERSION 1
-#define BRINE_OPTIONS_INIT { BRINE_OPTIONS_VERSION, "ckpt", 3, 1, 0, NULL, NULL }
+#define BRINE_OPTIONS_INIT { BRINE_OPTIONS_VERSION, "ckpt", 3, 1, 0, NULL, NULL, BRINE_CODEC_DEFAULT }
 
 /** Opaque checkpointing context. */
 typedef struct brine brine;
@@ -175,7 +194,8 @@ typedef struct brine brine;
  * @param dir   checkpoint directory; copied.
  * @param opts  options, or NULL for the defaults; copied (io and alloc are
  *              kept by pointer and must outlive the context).
- * @return 0; BRINE_EINVAL (NULL out or dir, bad prefix, level, version);
+ * @return 0; BRINE_EINVAL (NULL out or dir, bad prefix, version, a codec
+ *         not built in, a level outside the codec's range);
  *         BRINE_ENOMEM; BRINE_EIO or BRINE_ENOSPC (the directory cannot be created).
  * On failure no context exists, so the message cannot be fetched from it:
  * use brine_open_errmsg() for it.
