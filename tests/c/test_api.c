@@ -2094,6 +2094,110 @@ static void test_threads(void **state)
     }
 }
 
+/*
+ * Every codec built in, at its lowest, a middle and its highest level, with
+ * one and two threads: brine_restore gives back the bytes, incompressible
+ * chunks (stored with the deflate bit of their filter mask) included, and
+ * the file does not depend on the thread count.
+ */
+static void test_every_codec_restores(void **state)
+{
+    (void)state;
+    static const struct {
+        brine_codec codec;
+        int levels[3];
+    } cases[] = {
+        {BRINE_CODEC_ZLIB, {0, 6, 9}},
+        {BRINE_CODEC_LIBDEFLATE, {0, 6, 12}},
+        {BRINE_CODEC_ISAL, {0, 1, 3}},
+        {BRINE_CODEC_NONE, {0, 0, 0}},
+    };
+    const size_t rows = 600, cols = 700; /* 3.2 MiB: 4 chunks, the last an edge chunk */
+    const size_t n = rows * cols;
+    double *data = malloc(n * sizeof *data);
+    double *back = malloc(n * sizeof *back);
+    assert_non_null(data);
+    assert_non_null(back);
+    uint64_t seed = 42;
+    for (size_t i = 0; i < n; i++) {
+        /* The first half smooth, the second random bits: both kinds of chunk. */
+        if (i < n / 2)
+            data[i] = sin((double)i * 1e-4);
+        else {
+            uint64_t r = tu_rand(&seed);
+            memcpy(&data[i], &r, sizeof r);
+        }
+    }
+    const size_t shape[2] = {rows, cols};
+    int tried = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        if (!brine_codec_available(cases[c].codec))
+            continue;
+        for (int l = 0; l < 3; l++) {
+            uint8_t *first = NULL;
+            size_t first_len = 0;
+            for (int threads = 1; threads <= 2; threads++) {
+                const char *dir = tu_tmpdir();
+                brine_options o = BRINE_OPTIONS_INIT;
+                o.codec = cases[c].codec;
+                o.level = cases[c].levels[l];
+                o.threads = threads;
+                brine *b = NULL;
+                assert_int_equal(brine_open(&b, dir, &o), 0);
+                OK(b, brine_register(b, "field", BRINE_F64, data, 2, shape, 0));
+                OK(b, brine_save(b, 7));
+                brine_close(b);
+
+                memset(back, 0, n * sizeof *back);
+                assert_int_equal(brine_open(&b, dir, &o), 0);
+                OK(b, brine_register(b, "field", BRINE_F64, back, 2, shape, 0));
+                int64_t step = -1;
+                OK(b, brine_restore(b, &step));
+                brine_close(b);
+                assert_int_equal(step, 7);
+                if (memcmp(data, back, n * sizeof *data) != 0) {
+                    print_error("codec %s level %d threads %d: restored bytes differ\n",
+                                brine_codec_name(cases[c].codec), cases[c].levels[l], threads);
+                    fail();
+                }
+                /* The stored chunks are the same whatever the thread count; only
+                 * the created attribute may differ, so compare the dataset's bytes. */
+                char path[600];
+                tu_ckpt_path(path, sizeof path, dir, "ckpt", 7);
+                hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+                hid_t d = H5Dopen2(f, "/state/field", H5P_DEFAULT);
+                size_t total = 0;
+                uint8_t *chunks = malloc(4 * 2 * 1024 * 1024);
+                assert_non_null(chunks);
+                for (hsize_t r = 0; r < rows; r += 187) { /* chunk rows: 2^20 / (700 * 8) */
+                    hsize_t off[2] = {r, 0}, size = 0;
+                    uint32_t mask = 0;
+                    assert_true(H5Dget_chunk_storage_size(d, off, &size) >= 0);
+                    assert_true(H5Dread_chunk(d, H5P_DEFAULT, off, &mask, chunks + total) >= 0);
+                    memcpy(chunks + total + size, &mask, sizeof mask);
+                    total += (size_t)size + sizeof mask;
+                }
+                H5Dclose(d);
+                H5Fclose(f);
+                if (threads == 1) {
+                    first = chunks;
+                    first_len = total;
+                } else {
+                    assert_int_equal(total, first_len);
+                    assert_memory_equal(chunks, first, total);
+                    free(chunks);
+                }
+                tu_rmtree(dir);
+                tried++;
+            }
+            free(first);
+        }
+    }
+    assert_true(tried >= 2 * 3 * 2); /* zlib and none at least */
+    free(back);
+    free(data);
+}
+
 int main(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the tests print their own diagnostics */
@@ -2119,6 +2223,7 @@ int main(void)
         cmocka_unit_test(test_no_variables),
         cmocka_unit_test(test_two_prefixes),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_every_codec_restores),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,8 +27,10 @@ import fixture_values  # noqa: E402
 STEPS = 3
 
 
-def run_fixture(directory: pathlib.Path, *, steps: int = STEPS, prefix: str = "") -> None:
-    """Runs brine_fixture into directory (skips when BRINE_FIXTURE is unset)."""
+def run_fixture(directory: pathlib.Path, *, steps: int = STEPS, prefix: str = "",
+                extra: tuple = ()) -> None:
+    """Runs brine_fixture into directory (skips when BRINE_FIXTURE is unset);
+    extra: more arguments, e.g. ("--codec", "zlib")."""
     exe = os.environ.get("BRINE_FIXTURE")
     if not exe:
         pytest.skip("BRINE_FIXTURE is not set (ctest sets it to the compiled "
@@ -36,6 +38,7 @@ def run_fixture(directory: pathlib.Path, *, steps: int = STEPS, prefix: str = ""
     if not os.access(exe, os.X_OK):
         pytest.fail(f"BRINE_FIXTURE={exe} is not an executable file")
     cmd = [exe, str(directory), "--steps", str(steps)] + (["--prefix", prefix] if prefix else [])
+    cmd += list(extra)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} failed with status {r.returncode}:\n{r.stderr}")

@@ -30,6 +30,8 @@ fluid/density f64 (2, 150, 1000) C (k % 1000) * 0.5 + s
 grid/params/dx 1/700, dy 1/500 (float64), nx 700, ny 500 (int32); grid/x f64 (700,) k * (1/700)
 empty/e1 f64 (0,); empty/e2 int32 (4, 0) (registered F, written C); empty/e3 c128 (0, 3, 2)
 edge/row_f uint16 (1, 5) registered F, written C: (k + s) % 65536
+noise/bytes uint8 (3, 400000) C, incompressible: x = k * 0x9E3779B97F4A7C15 + s * 0xD1B54A32D192ED03,
+    x ^= x >> 29, x *= 0xBF58476D1CE4E5B9, x ^= x >> 32 (all mod 2**64); value x >> 56
 """
 
 from __future__ import annotations
@@ -137,7 +139,18 @@ def expected_state(s: int) -> Dict[str, Any]:
             "e3": np.zeros((0, 3, 2), np.complex128),
         },
         "edge": {"row_f": ((_k((1, 5)) + s) % 65536).astype(np.uint16)},
+        "noise": {"bytes": noise((3, 400000), s)},
     }
+
+
+def noise(shape: Tuple[int, ...], s: int) -> np.ndarray:
+    """noise/bytes: a 64-bit mixing hash of k and s, top byte (incompressible)."""
+    with np.errstate(over="ignore"):
+        x = _k(shape).astype(np.uint64) * GOLDEN + np.uint64(s) * np.uint64(0xD1B54A32D192ED03)
+        x ^= x >> np.uint64(29)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(32)
+    return (x >> np.uint64(56)).astype(np.uint8)
 
 
 def walk(state: Dict[str, Any], prefix: str = ""):

@@ -126,8 +126,8 @@ def test_mapping_api(ckpt_dir):
     with brine.open(checkpoint_path(ckpt_dir, 2)) as ck:
         assert isinstance(ck, Mapping) and isinstance(ck["fluid"], Mapping)
         assert list(ck) == ["step", "time", "scalars", "meta", "arrays", "fluid", "grid",
-                            "empty", "edge"]
-        assert len(ck) == 9 and "fluid" in ck and "fluid/velocity" in ck and "nope" not in ck
+                            "empty", "edge", "noise"]
+        assert len(ck) == 10 and "fluid" in ck and "fluid/velocity" in ck and "nope" not in ck
         assert list(ck["fluid"].keys()) == ["velocity", "pressure", "density"]
         assert ck["grid"]["params"]["dx"] == ck["grid/params/dx"] == 1.0 / 700
         assert ck["grid/params"]["nx"] == 700 and type(ck["grid/params/nx"]) is int

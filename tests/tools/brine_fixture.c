@@ -1,7 +1,8 @@
 /*
  * brine_fixture: writes checkpoints of a deterministic state for the Python tests.
  *
- * usage: brine_fixture DIR [--steps N] [--prefix P]
+ * usage: brine_fixture DIR [--steps N] [--prefix P] [--codec NAME] [--level L] [--threads T]
+ *        brine_fixture --list-codecs      (prints the codecs built in, one per line)
  *
  * Registers the state below with the public API only (brine.h), then for
  * s = 1..N (default 3) fills every variable for step s and calls
@@ -64,6 +65,12 @@
  * empty/e3              complex128 (0, 3, 2) C
  * edge/row_f            uint16 (1, 5) registered Fortran: written "C" (one extent != 1);
  *                       (k + s) mod 65536
+ * noise/bytes           uint8 (3, 400000) C, incompressible: chunks of 2 rows, so the first
+ *                       is stored with the deflate bit of its filter mask set, and the edge
+ *                       chunk (half zero padding) compresses:
+ *                       x = k * 0x9E3779B97F4A7C15 + s * 0xD1B54A32D192ED03 (mod 2^64);
+ *                       x ^= x >> 29; x *= 0xBF58476D1CE4E5B9 (mod 2^64); x ^= x >> 32;
+ *                       the value is x >> 56
  */
 #include <inttypes.h>
 #include <math.h>
@@ -74,7 +81,7 @@
 
 #include "brine.h"
 
-enum formula { F_GENERIC, F_VELOCITY, F_PRESSURE, F_DENSITY, F_GRID_X, F_ROW };
+enum formula { F_GENERIC, F_VELOCITY, F_PRESSURE, F_DENSITY, F_GRID_X, F_ROW, F_NOISE };
 
 typedef struct array_var {
     char name[64];
@@ -212,6 +219,14 @@ static void fill_array(const array_var *v, int64_t s)
         case F_DENSITY: ((double *)v->data)[m] = (double)(k % 1000) * 0.5 + (double)s; break;
         case F_GRID_X: ((double *)v->data)[m] = (double)k * (1.0 / 700); break;
         case F_ROW: ((uint16_t *)v->data)[m] = (uint16_t)((k + us) % 65536); break;
+        case F_NOISE: {
+            uint64_t x = k * UINT64_C(0x9E3779B97F4A7C15) + us * UINT64_C(0xD1B54A32D192ED03);
+            x ^= x >> 29;
+            x *= UINT64_C(0xBF58476D1CE4E5B9);
+            x ^= x >> 32;
+            ((uint8_t *)v->data)[m] = (uint8_t)(x >> 56);
+            break;
+        }
         }
     }
 }
@@ -292,6 +307,7 @@ static void define_arrays(void)
     add_array("empty/e2", BRINE_I32, 2, 4, 0, 0, BRINE_FORTRAN_ORDER, F_GENERIC);
     add_array("empty/e3", BRINE_C128, 3, 0, 3, 2, 0, F_GENERIC);
     add_array("edge/row_f", BRINE_U16, 2, 1, 5, 0, BRINE_FORTRAN_ORDER, F_ROW);
+    add_array("noise/bytes", BRINE_U8, 2, 3, 400000, 0, 0, F_NOISE);
 }
 
 static int check(brine *b, int rc, const char *what)
@@ -340,8 +356,26 @@ static int register_all(brine *b)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: brine_fixture DIR [--steps N] [--prefix P]\n");
+    fprintf(stderr, "usage: brine_fixture DIR [--steps N] [--prefix P] [--codec NAME] [--level L] "
+                    "[--threads T]\n       brine_fixture --list-codecs\n");
     return 2;
+}
+
+/* The codec named name ("default", "zlib", ...), or -1. */
+static int codec_named(const char *name)
+{
+    for (int c = BRINE_CODEC_DEFAULT; c <= BRINE_CODEC_NONE; c++)
+        if (strcmp(brine_codec_name((brine_codec)c), name) == 0)
+            return c;
+    return -1;
+}
+
+/* A whole decimal number in [lo, hi] from text, or lo - 1. */
+static long number(const char *text, long lo, long hi)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    return (*end != '\0' || end == text || v < lo || v > hi) ? lo - 1 : v;
 }
 
 int main(int argc, char **argv)
@@ -349,11 +383,26 @@ int main(int argc, char **argv)
     const char *dir = NULL;
     const char *prefix = "ckpt";
     long steps = 3;
+    brine_options opts = BRINE_OPTIONS_INIT;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) {
-            char *end;
-            steps = strtol(argv[++i], &end, 10);
-            if (*end != '\0' || steps < 0 || steps > 100000)
+        if (strcmp(argv[i], "--list-codecs") == 0) {
+            for (int c = BRINE_CODEC_ZLIB; c <= BRINE_CODEC_NONE; c++)
+                if (brine_codec_available((brine_codec)c))
+                    printf("%s\n", brine_codec_name((brine_codec)c));
+            return 0;
+        } else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) {
+            if ((steps = number(argv[++i], 0, 100000)) < 0)
+                return usage();
+        } else if (strcmp(argv[i], "--codec") == 0 && i + 1 < argc) {
+            int c = codec_named(argv[++i]);
+            if (c < 0)
+                return usage();
+            opts.codec = (brine_codec)c;
+        } else if (strcmp(argv[i], "--level") == 0 && i + 1 < argc) {
+            if ((opts.level = (int)number(argv[++i], 0, 99)) < 0)
+                return usage();
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            if ((opts.threads = (int)number(argv[++i], 1, 1024)) < 1)
                 return usage();
         } else if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc) {
             prefix = argv[++i];
@@ -367,7 +416,6 @@ int main(int argc, char **argv)
         return usage();
 
     define_arrays();
-    brine_options opts = BRINE_OPTIONS_INIT;
     opts.prefix = prefix;
     opts.keep_last = 1000000; /* keep every checkpoint */
     brine *b = NULL;
