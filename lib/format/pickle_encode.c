@@ -4,34 +4,7 @@
 
 #include "../common/alloc.h"
 #include "brine.h"
-
-/* Opcodes of pickle protocol 5 that the encoder writes (Lib/pickle.py names). */
-enum {
-    OP_MARK = '(',
-    OP_STOP = '.',
-    OP_BININT = 'J',
-    OP_BININT1 = 'K',
-    OP_BININT2 = 'M',
-    OP_NONE = 'N',
-    OP_REDUCE = 'R',
-    OP_BINUNICODE = 'X',
-    OP_GLOBAL = 'c',
-    OP_BINFLOAT = 'G',
-    OP_TUPLE = 't',
-    OP_EMPTY_TUPLE = ')',
-    OP_SETITEMS = 'u',
-    OP_EMPTY_DICT = '}',
-    OP_PROTO = 0x80,
-    OP_TUPLE1 = 0x85,
-    OP_TUPLE2 = 0x86,
-    OP_TUPLE3 = 0x87,
-    OP_NEWTRUE = 0x88,
-    OP_NEWFALSE = 0x89,
-    OP_LONG1 = 0x8a,
-    OP_SHORT_BINUNICODE = 0x8c,
-    OP_BINUNICODE8 = 0x8d,
-    OP_NEXT_BUFFER = 0x97
-};
+#include "pickle_opcodes.h"
 
 static void put_le(brine_pickle_enc *e, uint64_t v, int nbytes)
 {

@@ -85,6 +85,32 @@ typedef struct list_state {
  * positive, so it cannot be mistaken for list_dir's own -errno. */
 #define STOP_ENOMEM 1
 
+/*
+ * Calls each(arg, name) for every name in dir.  Returns 0, BRINE_ENOMEM when
+ * a callback returned STOP_ENOMEM, or BRINE_ENOTFOUND / BRINE_EIO (in err)
+ * when the directory cannot be read.
+ */
+static int list_names(const brine_io_methods *io, const char *dir,
+                      int (*each)(void *, const char *), void *arg, brine_error *err)
+{
+    int rc = 0;
+    int r = io->list_dir(io->ctx, dir, each, arg);
+    if (r == STOP_ENOMEM) {
+        rc = brine__fail(err, BRINE_ENOMEM, "listing checkpoint directory %s: out of memory", dir);
+        goto done;
+    }
+    if (r < 0) {
+        /* A full disk does not stop a directory from being read: whatever
+         * errno says, this is an I/O error, as the header promises. */
+        brine__fail_errno(err, r, "reading checkpoint directory %s failed", dir);
+        /* No directory means no checkpoint, which callers treat apart. */
+        rc = err->code = r == -ENOENT ? BRINE_ENOTFOUND : BRINE_EIO;
+        goto done;
+    }
+done:
+    return rc;
+}
+
 static int collect_ckpt(void *arg, const char *name)
 {
     list_state *st = arg;
@@ -119,19 +145,9 @@ int brine_scan__list(brine_ckpt_entry **out, size_t *n, const brine_io_methods *
     list_state st = {a, prefix, NULL, 0, 0};
     *out = NULL;
     *n = 0;
-    int r = io->list_dir(io->ctx, dir, collect_ckpt, &st);
-    if (r == STOP_ENOMEM) {
-        rc = brine__fail(err, BRINE_ENOMEM, "listing checkpoint directory %s: out of memory", dir);
+    rc = list_names(io, dir, collect_ckpt, &st, err);
+    if (rc < 0)
         goto done;
-    }
-    if (r < 0) {
-        /* A full disk does not stop a directory from being read: whatever
-         * errno says, this is an I/O error, as the header promises. */
-        brine__fail_errno(err, r, "reading checkpoint directory %s failed", dir);
-        /* No directory means no checkpoint, which callers treat apart. */
-        rc = err->code = r == -ENOENT ? BRINE_ENOTFOUND : BRINE_EIO;
-        goto done;
-    }
     if (st.n > 1)
         qsort(st.v, st.n, sizeof *st.v, by_step);
     *out = st.v;
@@ -180,17 +196,9 @@ int brine_scan__remove_temps(const brine_io_methods *io, const brine_allocator *
     temp_state st = {a, dir, prefix, NULL, 0, 0};
     /* Names are collected first and unlinked after the listing: whether a
      * directory stream survives unlinks is unspecified for other tables. */
-    int r = io->list_dir(io->ctx, dir, collect_temp, &st);
-    if (r == STOP_ENOMEM) {
-        rc = brine__fail(err, BRINE_ENOMEM, "listing checkpoint directory %s: out of memory", dir);
+    rc = list_names(io, dir, collect_temp, &st, err);
+    if (rc < 0)
         goto done;
-    }
-    if (r < 0) {
-        brine__fail_errno(err, r, "reading checkpoint directory %s failed", dir);
-        /* No directory means no checkpoint, which callers treat apart. */
-        rc = err->code = r == -ENOENT ? BRINE_ENOTFOUND : BRINE_EIO;
-        goto done;
-    }
     /* Best effort: a leftover that cannot be removed only wastes space. */
     for (size_t i = 0; i < st.n; i++)
         if (io->unlink(io->ctx, st.paths[i]) == 0)

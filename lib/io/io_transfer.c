@@ -6,56 +6,47 @@
  */
 #include "io.h"
 
+#include <assert.h>
 #include <errno.h>
 
-int brine_io__pwrite_all(const brine_io_methods *io, int fd, const void *buf, size_t n,
-                         uint64_t offset)
+/*
+ * The one loop behind both: writes from wbuf when it is given, otherwise reads
+ * into rbuf.  A method that moves 0 bytes without an error (a write that
+ * would loop forever, or the end of the file before n bytes the caller
+ * expected) or claims more than it was given is an I/O error.
+ */
+static int transfer_all(const brine_io_methods *io, int fd, unsigned char *rbuf,
+                        const unsigned char *wbuf, size_t n, uint64_t offset)
 {
     int rc = 0;
-    const unsigned char *p = buf;
-    while (n > 0) {
-        int64_t r = io->pwrite(io->ctx, fd, p, n, offset);
+    size_t moved = 0;
+    assert(n == 0 || (rbuf == NULL) != (wbuf == NULL));
+    while (moved < n) {
+        int64_t r = wbuf ? io->pwrite(io->ctx, fd, wbuf + moved, n - moved, offset + moved)
+                         : io->pread(io->ctx, fd, rbuf + moved, n - moved, offset + moved);
         if (r == -EINTR)
             continue;
         if (r < 0) {
             rc = (int)r;
             goto done;
         }
-        /* Writing nothing without an error would loop forever; a method that
-         * claims more than it was given is broken.  Both are I/O errors. */
-        if (r == 0 || (uint64_t)r > n) {
+        if (r == 0 || (uint64_t)r > n - moved) {
             rc = -EIO;
             goto done;
         }
-        p += r;
-        n -= (size_t)r;
-        offset += (uint64_t)r;
+        moved += (size_t)r;
     }
 done:
     return rc;
 }
 
+int brine_io__pwrite_all(const brine_io_methods *io, int fd, const void *buf, size_t n,
+                         uint64_t offset)
+{
+    return transfer_all(io, fd, NULL, buf, n, offset);
+}
+
 int brine_io__pread_all(const brine_io_methods *io, int fd, void *buf, size_t n, uint64_t offset)
 {
-    int rc = 0;
-    unsigned char *p = buf;
-    while (n > 0) {
-        int64_t r = io->pread(io->ctx, fd, p, n, offset);
-        if (r == -EINTR)
-            continue;
-        if (r < 0) {
-            rc = (int)r;
-            goto done;
-        }
-        /* 0 is the end of the file before n bytes: the caller expected them. */
-        if (r == 0 || (uint64_t)r > n) {
-            rc = -EIO;
-            goto done;
-        }
-        p += r;
-        n -= (size_t)r;
-        offset += (uint64_t)r;
-    }
-done:
-    return rc;
+    return transfer_all(io, fd, buf, NULL, n, offset);
 }

@@ -33,28 +33,6 @@
 /* Failure reporting helpers                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Asserts that expr returns 0; otherwise prints the code and brine_errmsg(b). */
-#define OK(b, expr)                                                                          \
-    do {                                                                                     \
-        int rc_ = (expr);                                                                    \
-        if (rc_ != 0) {                                                                      \
-            print_error("%s returned %d (%s): %s\n", #expr, rc_, brine_errstr(rc_),          \
-                        brine_errmsg(b));                                                    \
-            fail();                                                                          \
-        }                                                                                    \
-    } while (0)
-
-/* Asserts that expr returns code; prints the message otherwise. */
-#define EXPECT_RC(b, code, expr)                                                             \
-    do {                                                                                     \
-        int rc_ = (expr);                                                                    \
-        if (rc_ != (code)) {                                                                 \
-            print_error("%s returned %d (%s), expected %d (%s); message: %s\n", #expr, rc_,   \
-                        brine_errstr(rc_), (int)(code), brine_errstr(code), brine_errmsg(b)); \
-            fail();                                                                          \
-        }                                                                                    \
-    } while (0)
-
 /* Asserts that expr returns BRINE_EINVAL with a non-empty message containing name. */
 #define EXPECT_EINVAL_NAMED(b, name, expr)                                                   \
     do {                                                                                     \
@@ -74,31 +52,6 @@ static void check_msg_names(const brine *b, const char *name, const char *what, 
         print_error("%s: message \"%s\" does not name \"%s\"\n", what, m, name);
         _fail(file, line);
     }
-}
-
-static brine *open_ctx(const char *dir, const brine_options *o)
-{
-    brine *b = NULL;
-    int rc = brine_open(&b, dir, o);
-    if (rc != 0) {
-        print_error("brine_open(%s) returned %d: %s\n", dir, rc, brine_open_errmsg());
-        fail();
-    }
-    assert_non_null(b);
-    return b;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static int ckpt_exists(const char *dir, const char *prefix, int64_t step)
-{
-    char p[1024];
-    tu_ckpt_path(p, sizeof p, dir, prefix, step);
-    return file_exists(p);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -540,7 +493,7 @@ static void test_dtype_roundtrip(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     enum { N1 = 77 };
     const size_t shape1[1] = {N1};
     const size_t shape3[3] = {2, 3, 5};
@@ -610,7 +563,7 @@ static void test_dtype_roundtrip(void **state)
     brine_close(b);
 
     /* a fresh context (a restarted program) restores the same; step may be NULL */
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     for (int d = 0; d < BRINE_DTYPE_COUNT; d++) {
         memset(a1[d], 0, N1 * dt_size[d]);
         memset(a3[d], 0, 30 * dt_size[d]);
@@ -641,7 +594,7 @@ static void test_scalars_roundtrip(void **state)
     const char *dir = tu_tmpdir();
     brine_options o = BRINE_OPTIONS_INIT;
     o.keep_last = 2;
-    brine *b = open_ctx(dir, &o);
+    brine *b = tu_open(dir, &o);
     unsigned char val[BRINE_DTYPE_COUNT][16], want[BRINE_DTYPE_COUNT][16];
     const size_t dummy_shape[1] = {3};
     char name[64];
@@ -691,7 +644,7 @@ static void test_scalar_null_shape(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     double x = -0.0;
     int32_t n = INT32_MIN;
     OK(b, brine_register(b, "x", BRINE_F64, &x, 0, NULL, 0));
@@ -710,7 +663,7 @@ static void test_empty_arrays(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     double dummy1[4] = {1, 2, 3, 4};
     float dummy3[4] = {5, 6, 7, 8};
     int16_t dummyf[4] = {9, 10, 11, 12};
@@ -762,7 +715,7 @@ static void test_empty_arrays(void **state)
     brine_close(b);
 
     /* a context that registers only empty arrays */
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     OK(b, brine_register(b, "e1", BRINE_F64, dummy1, 1, s1, 0));
     OK(b, brine_register(b, "g/e3", BRINE_F32, dummy3, 3, s3, 0));
     OK(b, brine_restore(b, &step));
@@ -778,7 +731,7 @@ static void test_multichunk(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     const size_t sa[2] = {1000, 700};
     const size_t sb[3] = {130, 70, 50};
     const size_t nc = 3u * 1024 * 1024 + 1001;
@@ -856,7 +809,7 @@ static void test_fortran_order(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     /* a(5,3) column-major */
     double fa[15], efa[15];
     for (int i = 0; i < 15; i++)
@@ -953,7 +906,7 @@ static void test_fortran_order(void **state)
     brine_close(b);
 
     /* the single-extent F array was written as "C": a C registration of it matches */
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     memset(f1, 0, sizeof f1);
     OK(b, brine_register(b, "f1", BRINE_F32, f1, 3, sf1, 0));
     OK(b, brine_restore(b, NULL));
@@ -968,7 +921,7 @@ static void test_hierarchical_names(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     double abc[3] = {1, 2, 3}, abd[2] = {4, 5};
     int32_t ae[2] = {6, 7};
     int64_t fv = 8;
@@ -1026,7 +979,7 @@ static void test_hierarchical_names(void **state)
     brine_close(b);
 
     /* siblings registered in another order in a new context still restore */
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     memset(abc, 0, sizeof abc);
     memset(abd, 0, sizeof abd);
     OK(b, brine_register(b, "a/b/d", BRINE_F64, abd, 1, s2, 0));
@@ -1041,7 +994,7 @@ static void test_strings(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     const char *utf8 = "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac "
                        "\xf0\x9f\x98\x80";
     char s1[64], s2[8], s3[300], s4[16];
@@ -1069,7 +1022,7 @@ static void test_strings(void **state)
     brine_close(b);
 
     /* restore into a smaller capacity: the checkpoint does not match */
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     char small[8];
     memset(small, 'S', sizeof small);
     OK(b, brine_register_string(b, "text/utf8", small, sizeof small));
@@ -1081,7 +1034,7 @@ static void test_strings(void **state)
     brine_close(b);
 
     /* capacity exactly strlen + 1 is enough */
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     char exact[128];
     memset(exact, 'E', sizeof exact);
     OK(b, brine_register_string(b, "text/utf8", exact, l1 + 1));
@@ -1101,7 +1054,7 @@ static void test_strings(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *d2 = tu_tmpdir();
-        b = open_ctx(d2, NULL);
+        b = tu_open(d2, NULL);
         char buf[16];
         snprintf(buf, sizeof buf, "%s", bad[i]);
         OK(b, brine_register_string(b, "badstr", buf, sizeof buf));
@@ -1118,7 +1071,7 @@ static void test_strings(void **state)
     }
     {
         const char *d2 = tu_tmpdir();
-        b = open_ctx(d2, NULL);
+        b = tu_open(d2, NULL);
         char buf[4];
         memcpy(buf, "abcd", 4); /* no NUL within capacity */
         OK(b, brine_register_string(b, "unterminated", buf, sizeof buf));
@@ -1127,7 +1080,7 @@ static void test_strings(void **state)
         /* fixing the string makes the next save work */
         buf[3] = '\0';
         OK(b, brine_save(b, 1));
-        assert_true(ckpt_exists(d2, "ckpt", 1));
+        assert_true(tu_ckpt_exists(d2, "ckpt", 1));
         brine_close(b);
         tu_rmtree(d2);
     }
@@ -1138,7 +1091,7 @@ static void test_arg_errors(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     double x[4] = {1, 2, 3, 4};
     const size_t s4[1] = {4};
     const size_t s2[2] = {2, 2};
@@ -1221,7 +1174,7 @@ static void test_arg_errors(void **state)
 
     /* the context is still usable, with only the valid registrations */
     OK(b, brine_save(b, INT64_C(999999999999)));
-    assert_true(ckpt_exists(dir, "ckpt", INT64_C(999999999999)));
+    assert_true(tu_ckpt_exists(dir, "ckpt", INT64_C(999999999999)));
     x[0] = 0;
     OK(b, brine_restore(b, &step));
     assert_int_equal(step, INT64_C(999999999999));
@@ -1292,7 +1245,7 @@ static void test_open_errors(void **state)
         brine_options o = BRINE_OPTIONS_INIT;
         o.prefix = "A123456789_123456789.123456789+123456789-12345678901234567890123";
         assert_int_equal(strlen(o.prefix), 64);
-        b = open_ctx(dir, &o);
+        b = tu_open(dir, &o);
         brine_close(b);
     }
     brine_close(NULL);
@@ -1307,16 +1260,16 @@ static void test_prefix_and_names(void **state)
     int32_t v[3] = {1, 2, 3};
     const size_t s3[1] = {3};
 
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     OK(b, brine_register(b, "v", BRINE_I32, v, 1, s3, 0));
     OK(b, brine_save(b, 0));
     OK(b, brine_save(b, 42));
     {
         char p[1024];
         snprintf(p, sizeof p, "%s/ckpt-000000000000.h5", dir);
-        assert_true(file_exists(p));
+        assert_true(tu_file_exists(p));
         snprintf(p, sizeof p, "%s/ckpt-000000000042.h5", dir);
-        assert_true(file_exists(p));
+        assert_true(tu_file_exists(p));
     }
     assert_int_equal(tu_count_entries(dir, "."), 0);
     assert_int_equal(tu_count_entries(dir, ""), 2);
@@ -1357,10 +1310,10 @@ static void test_prefix_and_names(void **state)
 
     brine_options o = BRINE_OPTIONS_INIT;
     o.prefix = "run_1.x+y-z";
-    b = open_ctx(dir, &o);
+    b = tu_open(dir, &o);
     OK(b, brine_register(b, "v", BRINE_I32, v, 1, s3, 0));
     OK(b, brine_save(b, 123456789012));
-    assert_true(ckpt_exists(dir, "run_1.x+y-z", 123456789012));
+    assert_true(tu_ckpt_exists(dir, "run_1.x+y-z", 123456789012));
     assert_int_equal(tu_count_entries(dir, "run_1.x+y-z-"), 1);
     assert_int_equal(tu_count_entries(dir, "ckpt-"), 2); /* the other prefix is left alone */
     assert_int_equal(tu_count_entries(dir, "."), 0);
@@ -1372,7 +1325,7 @@ static void test_prefix_and_names(void **state)
     brine_close(b);
 
     /* the default context does not see the other prefix's checkpoints */
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     OK(b, brine_register(b, "v", BRINE_I32, v, 1, s3, 0));
     OK(b, brine_restore(b, &step));
     assert_int_equal(step, 42);
@@ -1383,8 +1336,8 @@ static void test_prefix_and_names(void **state)
 static void check_steps(const char *dir, const int *present, int n)
 {
     for (int s = 1; s <= n; s++) {
-        if (ckpt_exists(dir, "ckpt", s) != present[s - 1]) {
-            print_error("step %d: exists=%d, expected %d\n", s, ckpt_exists(dir, "ckpt", s),
+        if (tu_ckpt_exists(dir, "ckpt", s) != present[s - 1]) {
+            print_error("step %d: exists=%d, expected %d\n", s, tu_ckpt_exists(dir, "ckpt", s),
                         present[s - 1]);
             fail();
         }
@@ -1399,7 +1352,7 @@ static void test_keep_last(void **state)
     const char *dir = tu_tmpdir();
     brine_options o = BRINE_OPTIONS_INIT;
     o.keep_last = 3;
-    brine *b = open_ctx(dir, &o);
+    brine *b = tu_open(dir, &o);
     OK(b, brine_register(b, "v", BRINE_I32, &v, 0, NULL, 0));
     for (int s = 1; s <= 6; s++) {
         v = s * 10;
@@ -1420,7 +1373,7 @@ static void test_keep_last(void **state)
     for (int kl = 0; kl >= -1; kl--) {
         dir = tu_tmpdir();
         o.keep_last = kl;
-        b = open_ctx(dir, &o);
+        b = tu_open(dir, &o);
         OK(b, brine_register(b, "v", BRINE_I32, &v, 0, NULL, 0));
         for (int s = 1; s <= 6; s++)
             OK(b, brine_save(b, s));
@@ -1432,7 +1385,7 @@ static void test_keep_last(void **state)
 
     /* default (NULL options): 3 */
     dir = tu_tmpdir();
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     OK(b, brine_register(b, "v", BRINE_I32, &v, 0, NULL, 0));
     for (int s = 1; s <= 5; s++)
         OK(b, brine_save(b, s));
@@ -1444,16 +1397,16 @@ static void test_keep_last(void **state)
     /* keep_last 1, and saving an older step than existing ones never deletes the new one */
     dir = tu_tmpdir();
     o.keep_last = 1;
-    b = open_ctx(dir, &o);
+    b = tu_open(dir, &o);
     OK(b, brine_register(b, "v", BRINE_I32, &v, 0, NULL, 0));
     OK(b, brine_save(b, 5));
     OK(b, brine_save(b, 6));
-    assert_false(ckpt_exists(dir, "ckpt", 5));
-    assert_true(ckpt_exists(dir, "ckpt", 6));
+    assert_false(tu_ckpt_exists(dir, "ckpt", 5));
+    assert_true(tu_ckpt_exists(dir, "ckpt", 6));
     /* saving an older step: the newest by step is kept, and so is the one just published */
     OK(b, brine_save(b, 2));
-    assert_true(ckpt_exists(dir, "ckpt", 2));
-    assert_true(ckpt_exists(dir, "ckpt", 6));
+    assert_true(tu_ckpt_exists(dir, "ckpt", 2));
+    assert_true(tu_ckpt_exists(dir, "ckpt", 6));
     brine_close(b);
     tu_rmtree(dir);
 }
@@ -1473,7 +1426,7 @@ static void test_levels(void **state)
         brine_options o = BRINE_OPTIONS_INIT;
         o.level = levels[li];
         o.threads = (int)li; /* 0 (OpenMP's default), 1, 2, 3 */
-        brine *b = open_ctx(dir, &o);
+        brine *b = tu_open(dir, &o);
         memcpy(a, e, n * 8);
         OK(b, brine_register(b, "a", BRINE_F64, a, 2, shape, 0));
         OK(b, brine_save(b, 1));
@@ -1501,18 +1454,18 @@ static void test_open_creates_parents(void **state)
     const char *base = tu_tmpdir();
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/x/y/z", base);
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     struct stat st;
     assert_int_equal(stat(dir, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     int v = 3;
     OK(b, brine_register(b, "v", BRINE_I32, &v, 0, NULL, 0));
     OK(b, brine_save(b, 1));
-    assert_true(ckpt_exists(dir, "ckpt", 1));
+    assert_true(tu_ckpt_exists(dir, "ckpt", 1));
     brine_close(b);
     /* a trailing slash and an existing directory are fine */
     snprintf(dir, sizeof dir, "%s/x/y/z/", base);
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     OK(b, brine_register(b, "v", BRINE_I32, &v, 0, NULL, 0));
     v = 0;
     OK(b, brine_restore(b, NULL));
@@ -1535,7 +1488,7 @@ static void test_same_step_replaces(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     double a[100];
     fill_array(BRINE_F64, a, 100, 1);
     const size_t s[1] = {100};
@@ -1614,7 +1567,7 @@ static void test_allocator(void **state)
     o.alloc = &al;
     o.keep_last = 2;
     o.threads = 2;
-    brine *b = open_ctx(dir, &o);
+    brine *b = tu_open(dir, &o);
     const size_t n = 400 * 1000;
     const size_t shape[2] = {400, 1000};
     float *a = malloc(n * 4);
@@ -1642,7 +1595,7 @@ static void test_allocator(void **state)
         fail();
     }
     /* a restore-only context, and a failed open, also free everything */
-    b = open_ctx(dir, &o);
+    b = tu_open(dir, &o);
     OK(b, brine_register(b, "g/a", BRINE_F32, a, 2, shape, 0));
     OK(b, brine_restore(b, NULL));
     brine_close(b);
@@ -1892,7 +1845,7 @@ static void test_io_methods_publication(void **state)
     o.io = &m;
     o.threads = 2;
     o.keep_last = 2;
-    brine *b = open_ctx(dir, &o);
+    brine *b = tu_open(dir, &o);
     /* the directory was created through the table */
     struct stat st;
     assert_int_equal(stat(dir, &st), 0);
@@ -1924,7 +1877,7 @@ static void test_io_methods_publication(void **state)
         }
         assert_true(s.pwrites > pwrites); /* HDF5's own I/O goes through the table */
         assert_true(s.fsyncs > fsyncs);
-        assert_true(ckpt_exists(dir, "ckpt", step));
+        assert_true(tu_ckpt_exists(dir, "ckpt", step));
         assert_int_equal(tu_count_entries(dir, "."), 0);
     }
     assert_int_equal(tu_count_entries(dir, ""), 2);
@@ -1948,7 +1901,7 @@ static void test_no_variables(void **state)
 {
     (void)state;
     const char *dir = tu_tmpdir();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     OK(b, brine_save(b, 3));
     hid_t f = h5_open(dir, "ckpt", 3);
     hid_t p = H5Dopen2(f, "/brine/pickle", H5P_DEFAULT);
@@ -1979,7 +1932,7 @@ static void test_two_prefixes(void **state)
     oa.keep_last = 1;
     ob.prefix = "beta";
     ob.keep_last = 2;
-    brine *a = open_ctx(dir, &oa), *b = open_ctx(dir, &ob);
+    brine *a = tu_open(dir, &oa), *b = tu_open(dir, &ob);
     int32_t va = 0, vb = 0;
     OK(a, brine_register(a, "v", BRINE_I32, &va, 0, NULL, 0));
     OK(b, brine_register(b, "v", BRINE_I32, &vb, 0, NULL, 0));
@@ -1991,9 +1944,9 @@ static void test_two_prefixes(void **state)
     }
     assert_int_equal(tu_count_entries(dir, "alpha-"), 1);
     assert_int_equal(tu_count_entries(dir, "beta-"), 2);
-    assert_true(ckpt_exists(dir, "alpha", 4));
-    assert_true(ckpt_exists(dir, "beta", 103));
-    assert_true(ckpt_exists(dir, "beta", 104));
+    assert_true(tu_ckpt_exists(dir, "alpha", 4));
+    assert_true(tu_ckpt_exists(dir, "beta", 103));
+    assert_true(tu_ckpt_exists(dir, "beta", 104));
     va = vb = 0;
     int64_t sa = 0, sb = 0;
     OK(a, brine_restore(a, &sa));

@@ -30,26 +30,6 @@
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-#define OK(b, expr)                                                                          \
-    do {                                                                                     \
-        int rc_ = (expr);                                                                    \
-        if (rc_ != 0) {                                                                      \
-            print_error("%s returned %d (%s): %s\n", #expr, rc_, brine_errstr(rc_),          \
-                        brine_errmsg(b));                                                    \
-            fail();                                                                          \
-        }                                                                                    \
-    } while (0)
-
-#define EXPECT_RC(b, code, expr)                                                             \
-    do {                                                                                     \
-        int rc_ = (expr);                                                                    \
-        if (rc_ != (code)) {                                                                 \
-            print_error("%s returned %d (%s), expected %d (%s); message: %s\n", #expr, rc_,   \
-                        brine_errstr(rc_), (int)(code), brine_errstr(code), brine_errmsg(b)); \
-            fail();                                                                          \
-        }                                                                                    \
-    } while (0)
-
 #define MSG_HAS(b, needle)                                                                   \
     do {                                                                                     \
         const char *m_ = brine_errmsg(b);                                                    \
@@ -60,18 +40,6 @@
         }                                                                                    \
     } while (0)
 
-static brine *open_ctx(const char *dir, const brine_options *o)
-{
-    brine *b = NULL;
-    int rc = brine_open(&b, dir, o);
-    if (rc != 0) {
-        print_error("brine_open(%s) returned %d: %s\n", dir, rc, brine_open_errmsg());
-        fail();
-    }
-    assert_non_null(b);
-    return b;
-}
-
 static void ckpt(char *out, size_t n, const char *dir, int64_t step)
 {
     tu_ckpt_path(out, n, dir, "ckpt", step);
@@ -79,10 +47,7 @@ static void ckpt(char *out, size_t n, const char *dir, int64_t step)
 
 static int ckpt_exists(const char *dir, int64_t step)
 {
-    char p[1024];
-    struct stat st;
-    ckpt(p, sizeof p, dir, step);
-    return stat(p, &st) == 0;
+    return tu_ckpt_exists(dir, "ckpt", step);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -187,7 +152,7 @@ static void save_steps(const char *dir, const int64_t *steps, size_t n)
 {
     brine_options o = BRINE_OPTIONS_INIT;
     o.keep_last = 0;
-    brine *b = open_ctx(dir, &o);
+    brine *b = tu_open(dir, &o);
     sim_state *s = state_new();
     state_register(b, s);
     for (size_t i = 0; i < n; i++) {
@@ -205,7 +170,7 @@ static void save_steps(const char *dir, const int64_t *steps, size_t n)
  */
 static int restore_into(const char *dir, sim_state *out, int64_t *step, char *msg, size_t msgn)
 {
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     state_register(b, out);
     int rc = brine_restore(b, step);
     if (msg)
@@ -441,7 +406,7 @@ static void test_notfound_empty_dir(void **state)
     sim_state *s = state_new(), *sent = state_new();
     state_sentinel(s);
     state_sentinel(sent);
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     state_register(b, s);
     int64_t step = -5;
     EXPECT_RC(b, BRINE_ENOTFOUND, brine_restore(b, &step));
@@ -460,7 +425,7 @@ static void test_notfound_empty_dir(void **state)
         snprintf(p, sizeof p, "%s/%s", dir, junk[i]);
         assert_int_equal(tu_write_file(p, "garbage", 7), 0);
     }
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     state_register(b, s);
     EXPECT_RC(b, BRINE_ENOTFOUND, brine_restore(b, &step));
     state_assert_untouched(s, sent, "memory after ENOTFOUND with junk files");
@@ -477,7 +442,7 @@ static void test_notfound_missing_dir(void **state)
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/gone", base);
     sim_state *s = state_new();
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     state_register(b, s);
     assert_int_equal(rmdir(dir), 0);
     EXPECT_RC(b, BRINE_ENOTFOUND, brine_restore(b, NULL));
@@ -725,7 +690,7 @@ static void test_read_error_falls_back(void **state)
     m.pread = pf_pread;
     brine_options o = BRINE_OPTIONS_INIT;
     o.io = &m;
-    brine *b = open_ctx(dir, &o);
+    brine *b = tu_open(dir, &o);
     sim_state *s = state_new(), *want = state_new();
     state_sentinel(s);
     state_register(b, s);
@@ -752,12 +717,12 @@ static void mismatch_case(const char *what, int (*save_fn)(brine *, void *),
     const char *dir = tu_tmpdir();
     static unsigned char data[4096], mem[4096], sent[4096];
     memset(data, 1, sizeof data);
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     OK(b, save_fn(b, data));
     OK(b, brine_save(b, 1));
     brine_close(b);
 
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     memset(mem, 0xA5, sizeof mem);
     memcpy(sent, mem, sizeof mem);
     OK(b, reg_fn(b, mem));
@@ -908,18 +873,18 @@ static void test_mismatch_falls_back(void **state)
     double a10[10], a11[11];
     for (int i = 0; i < 11; i++)
         a11[i] = i < 10 ? (a10[i] = i + 0.5) : 99;
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     OK(b, brine_register(b, "v", BRINE_F64, a10, 1, sh_10, 0));
     OK(b, brine_save(b, 1));
     brine_close(b);
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     OK(b, brine_register(b, "v", BRINE_F64, a11, 1, sh_11, 0));
     OK(b, brine_save(b, 2));
     brine_close(b);
 
     double got[10];
     memset(got, 0, sizeof got);
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     OK(b, brine_register(b, "v", BRINE_F64, got, 1, sh_10, 0));
     int64_t step = 0;
     OK(b, brine_restore(b, &step));
@@ -929,7 +894,7 @@ static void test_mismatch_falls_back(void **state)
 
     /* the older one corrupt too: the newest one's error (EMISMATCH) */
     corrupt_chunk(dir, 1, "/state/v", 0, 8);
-    b = open_ctx(dir, NULL);
+    b = tu_open(dir, NULL);
     memset(got, 0x5A, sizeof got);
     OK(b, brine_register(b, "v", BRINE_F64, got, 1, sh_10, 0));
     EXPECT_RC(b, BRINE_EMISMATCH, brine_restore(b, &step));
@@ -954,7 +919,7 @@ static void test_extra_variables_ignored(void **state)
     sim_state *s = state_new(), *want = state_new();
     state_sentinel(s);
     state_fill(want, 3);
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     const size_t sm[2] = {MX, MY};
     OK(b, brine_register(b, "grid/mask", BRINE_BOOL, s->mask, 2, sm, 0));
     OK(b, brine_register(b, "n", BRINE_I64, &s->n, 0, NULL, 0));
@@ -1009,7 +974,7 @@ static void test_temp_files(void **state)
     assert_int_equal(tu_count_entries(dir, ".ckpt-"), 3);
 
     /* the next save removes this prefix's leftovers */
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     sim_state *s = state_new();
     state_fill(s, 2);
     state_register(b, s);
@@ -1036,7 +1001,7 @@ static void test_failed_save_readonly_dir(void **state)
     const int64_t steps[1] = {1};
     const char *dir = tu_tmpdir();
     save_steps(dir, steps, 1);
-    brine *b = open_ctx(dir, NULL);
+    brine *b = tu_open(dir, NULL);
     sim_state *s = state_new();
     state_fill(s, 2);
     state_register(b, s);
@@ -1235,7 +1200,7 @@ static void pwrite_failure_loop(int persistent, int err, int code)
     brine_options o = BRINE_OPTIONS_INIT;
     o.io = &m;
     o.keep_last = 0;
-    brine *b = open_ctx(dir, &o);
+    brine *b = tu_open(dir, &o);
     sim_state *s = state_new();
     state_fill(s, 2);
     state_register(b, s);
@@ -1306,7 +1271,7 @@ static void test_save_pwrite_edquot_eio(void **state)
         faulty_init(&f, &m);
         brine_options o = BRINE_OPTIONS_INIT;
         o.io = &m;
-        brine *b = open_ctx(dir, &o);
+        brine *b = tu_open(dir, &o);
         sim_state *s = state_new();
         state_fill(s, 2);
         state_register(b, s);
@@ -1349,7 +1314,7 @@ static void test_save_fsync_rename_open_failures(void **state)
         faulty_init(&f, &m);
         brine_options o = BRINE_OPTIONS_INIT;
         o.io = &m;
-        brine *b = open_ctx(dir, &o);
+        brine *b = tu_open(dir, &o);
         sim_state *s = state_new();
         state_fill(s, 2);
         state_register(b, s);
@@ -1387,7 +1352,7 @@ static void test_save_fsync_dir_failure(void **state)
     faulty_init(&f, &m);
     brine_options o = BRINE_OPTIONS_INIT;
     o.io = &m;
-    brine *b = open_ctx(dir, &o);
+    brine *b = tu_open(dir, &o);
     sim_state *s = state_new();
     state_fill(s, 2);
     state_register(b, s);
@@ -1429,7 +1394,7 @@ static void test_rotation_unlink_failure(void **state)
     brine_options o = BRINE_OPTIONS_INIT;
     o.io = &m;
     o.keep_last = 2;
-    brine *b = open_ctx(dir, &o);
+    brine *b = tu_open(dir, &o);
     int64_t v = 0;
     OK(b, brine_register(b, "v", BRINE_I64, &v, 0, NULL, 0));
     f.unlink_errno = EACCES;

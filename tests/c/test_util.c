@@ -1,6 +1,12 @@
 /* nftw and struct FTW are XSI. */
 #define _XOPEN_SOURCE 700
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include "test_util.h"
 
 #include <dirent.h>
@@ -11,6 +17,18 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+brine *tu_open(const char *dir, const brine_options *o)
+{
+    brine *b = NULL;
+    int rc = brine_open(&b, dir, o);
+    if (rc != 0) {
+        print_error("brine_open(%s) returned %d: %s\n", dir, rc, brine_open_errmsg());
+        fail();
+    }
+    assert_non_null(b);
+    return b;
+}
 
 const char *tu_tmpdir(void)
 {
@@ -60,6 +78,19 @@ int tu_count_entries(const char *dir, const char *prefix)
 void tu_ckpt_path(char *out, size_t n, const char *dir, const char *prefix, int64_t step)
 {
     snprintf(out, n, "%s/%s-%012lld.h5", dir, prefix, (long long)step);
+}
+
+int tu_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int tu_ckpt_exists(const char *dir, const char *prefix, int64_t step)
+{
+    char p[1024];
+    tu_ckpt_path(p, sizeof p, dir, prefix, step);
+    return tu_file_exists(p);
 }
 
 uint8_t *tu_read_file(const char *path, size_t *len)
