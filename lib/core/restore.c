@@ -15,7 +15,7 @@
 /* Everything verification learnt about one variable, so the copy phase cannot fail on it. */
 typedef struct planned {
     const brine_pvalue *value;
-    const char *dataset; /* arrays: the dataset path, from the buffers attribute */
+    char *dataset; /* arrays stored out of band: the dataset path, owned */
 } planned;
 
 static const char *kind_name(brine_pkind k)
@@ -135,8 +135,7 @@ static void describe_shape(char *out, size_t n, int ndim, const uint64_t *shape,
 
 /* Checks an array value against its registered variable and verifies its dataset. */
 static int check_array(brine *b, brine_h5_reader *r, const char *file, const brine_var *var,
-                       const brine_pvalue *v, const char *const *buffers, size_t nbuffers,
-                       planned *plan)
+                       const brine_pvalue *v, size_t nbuffers, planned *plan)
 {
     const brine_dtype_info *info = brine_dtype__info(var->dtype);
     if (v->kind != BRINE_PV_NDARRAY)
@@ -165,7 +164,12 @@ static int check_array(brine *b, brine_h5_reader *r, const char *file, const bri
         return brine__fail(&b->err, BRINE_ECORRUPT,
                            "%s: variable '%s' uses buffer %" PRId64 " but the file lists %zu", file,
                            var->name, v->v.array.buffer, nbuffers);
-    plan->dataset = buffers[v->v.array.buffer];
+    /* docs/format.md, 2.3: an array's dataset is /state/<name>. */
+    size_t n = strlen(var->name);
+    if (!(plan->dataset = brine__alloc(b->alloc, n + 8)))
+        return brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
+    memcpy(plan->dataset, "/state/", 7);
+    memcpy(plan->dataset + 7, var->name, n + 1);
     return brine_h5__verify_array(r, plan->dataset, var->name, var->dtype, var->order, var->ndim,
                                   var->dims, &b->err);
 }
@@ -175,7 +179,8 @@ static int check_array(brine *b, brine_h5_reader *r, const char *file, const bri
  * memory.  *copied tells whether memory was written (then a failure has left
  * it partly written).
  */
-static int restore_file(brine *b, const char *file, hid_t fapl, int64_t *step, int *copied)
+static int restore_file(brine *b, const char *file, int64_t file_step, hid_t fapl, int64_t *step,
+                        int *copied)
 {
     int rc = 0;
     brine_h5_reader *r = NULL;
@@ -183,12 +188,18 @@ static int restore_file(brine *b, const char *file, hid_t fapl, int64_t *step, i
     planned *plan = NULL;
     const uint8_t *stream;
     size_t len, nbuffers;
-    const char *const *buffers;
 
     *copied = 0;
     if ((rc = brine_h5__open(&r, file, fapl, b->opts.threads, b->alloc, &b->err)) ||
-        (rc = brine_h5__read_pickle(r, &stream, &len, &buffers, &nbuffers, &b->err)))
+        (rc = brine_h5__read_pickle(r, &stream, &len, &nbuffers, &b->err)))
         goto done;
+    /* No checksum covers the step attribute: the name must agree with it. */
+    if (brine_h5__step(r) != file_step) {
+        rc = brine__fail(&b->err, BRINE_ECORRUPT,
+                         "%s: its step attribute says %" PRId64 ", its name %" PRId64, file,
+                         brine_h5__step(r), file_step);
+        goto done;
+    }
     if ((rc = brine_pickle__decode(&doc, stream, len, b->alloc, &b->err))) {
         brine__error_prefix(&b->err, "%s: the pickle stream: ", file);
         goto done;
@@ -234,7 +245,7 @@ static int restore_file(brine *b, const char *file, hid_t fapl, int64_t *step, i
         } else if (var->ndim == 0) {
             rc = check_scalar(b, file, var, v);
         } else {
-            rc = check_array(b, r, file, var, v, buffers, nbuffers, &plan[i]);
+            rc = check_array(b, r, file, var, v, nbuffers, &plan[i]);
         }
         if (rc)
             goto done;
@@ -259,6 +270,8 @@ static int restore_file(brine *b, const char *file, hid_t fapl, int64_t *step, i
     }
     *step = brine_h5__step(r);
 done:
+    for (size_t i = 0; plan && i < b->nvars; i++)
+        brine__free(b->alloc, plan[i].dataset);
     brine__free(b->alloc, plan);
     brine_pickle__free(doc);
     brine_h5__close(r);
@@ -311,7 +324,7 @@ int brine_restore(brine *b, int64_t *step)
             rc = brine__fail(&b->err, BRINE_EHDF5, "cannot set up brine's HDF5 file driver");
             goto done;
         }
-        int frc = restore_file(b, file, fapl, &got, &copied);
+        int frc = restore_file(b, file, list[k].step, fapl, &got, &copied);
         H5Pclose(fapl);
         if (frc == 0) {
             if (step)

@@ -88,19 +88,22 @@ int brine_h5__open(brine_h5_reader **out, const char *path, hid_t fapl, int thre
 int64_t brine_h5__step(const brine_h5_reader *r);
 
 /**
- * Reads /brine/pickle and its buffers attribute and checks the crc32.  The
- * stream and the buffer paths stay owned by r (valid until brine_h5__close).
+ * Reads /brine/pickle, checks its crc32 and counts the entries of its
+ * buffers attribute (their text is not read: each array lives at
+ * /state/<name>).  The stream stays owned by r (valid until brine_h5__close).
  * @return 0, BRINE_ECORRUPT, BRINE_ENOMEM or BRINE_EHDF5.
  */
 int brine_h5__read_pickle(brine_h5_reader *r, const uint8_t **stream, size_t *len,
-                          const char *const **buffers, size_t *nbuffers, brine_error *err);
+                          size_t *nbuffers, brine_error *err);
 
 /**
  * Checks that dataset path holds an array of dtype with the given dataset
- * dims and order attribute, and that its storage is something brine can read
- * (chunked with the filters shuffle/deflate/fletcher32 in that order, or
- * contiguous/compact unfiltered); then reads every chunk and checks its
- * fletcher32.  Nothing is written anywhere.  name is used in messages.
+ * dims, and that its storage is something brine can verify: chunked with
+ * fletcher32 among the filters shuffle/deflate/fletcher32 (in that order),
+ * unless it is empty; then reads every chunk and checks its fletcher32 and
+ * that its filter mask skips nothing but deflate.  Nothing is written
+ * anywhere.  order is not checked against the order attribute (the
+ * stream's, under its CRC, is authoritative).  name is used in messages.
  * @return 0, BRINE_ECORRUPT, BRINE_ENOMEM or BRINE_EHDF5.
  */
 int brine_h5__verify_array(brine_h5_reader *r, const char *path, const char *name, int dtype,

@@ -483,7 +483,8 @@ static int make_tuple(dec *d, size_t k)
         if (!t->v.seq.items)
             return nomem(d);
     }
-    brine_pvalue **src = d->stack + (d->sn - k);
+    /* k may be 0 with an empty stack, and NULL + 0 is undefined behaviour. */
+    brine_pvalue **src = k ? d->stack + (d->sn - k) : NULL;
     for (size_t i = 0; i < k; i++) {
         if ((rc = place(d, t, src[i])) != 0)
             return rc;

@@ -260,10 +260,12 @@ BRINE_API int brine_save(brine *b, int64_t step);
 /**
  * Loads the newest checkpoint that verifies into the registered memory.
  *
- * Candidates are tried newest step first.  One verifies when its format
- * version is known, its pickle stream matches its crc32 and decodes, every
+ * Candidates are tried newest step first.  One verifies when HDF5's metadata
+ * checksums hold, its format version is known, its step attribute agrees
+ * with its name, its pickle stream matches its crc32 and decodes, every
  * registered variable is present with the registered dtype, shape and order,
- * and every chunk of every array matches its fletcher32 checksum.  Variables
+ * and every chunk of every array matches its fletcher32 checksum (an array
+ * stored without checksums is refused): docs/format.md, section 6.  Variables
  * in the checkpoint that are not registered are ignored.  Registered memory is
  * written only once a checkpoint has verified.  (Should reading then fail,
  * e.g. an I/O error, brine falls back to the next checkpoint, which overwrites

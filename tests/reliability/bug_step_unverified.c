@@ -1,13 +1,12 @@
 /*
- * KNOWN BUG (registered with the label "known-bug", not "quick"): brine_restore
- * reports the step from the root attribute "step", which no checksum covers
- * and which is not compared with the step in the file name.  A damaged
- * attribute makes brine_restore return 0 with the right data and a wrong
- * step, so a resumed run continues from the wrong step.  corrupt_bytes finds
- * it by flipping any bit of the attribute's value.
+ * Regression test (label quick): a damaged root attribute "step" must not make
+ * brine_restore report a wrong step.  It was once unchecked, so a flipped bit
+ * made restore return 0 with the right data and a wrong step, and a resumed
+ * run continued from the wrong step.  Now the 1.10 file format's object
+ * header checksum covers it and restore compares it with the file name.
  *
  * Reproduction: save step 2, rewrite the attribute to 7 (as a bit flip
- * would), restore: rc 0, step 7 (expected: step 2, or an error).
+ * would), restore: must fail or report step 2.
  */
 #include <hdf5.h>
 #include <stdio.h>

@@ -1,12 +1,11 @@
 /*
- * KNOWN BUG (label "known-bug", not "quick"): brine_restore of a damaged
- * checkpoint crashes the process.  data/vlen_attr_crash.h5 is a checkpoint
- * written by corrupt_bytes (lean state, step 2) with bit 6 of byte 1871
- * flipped: brine_restore -> check_array -> brine_h5__verify_array ->
- * open_array -> read_str_attr("order") -> H5Aread -> H5T__conv_vlen ->
- * H5HG_read segfaults in HDF5 1.10.8 (a damaged global-heap reference of a
- * variable-length string attribute).  Other flips in the same region make
- * H5HG_read loop forever (read_buffers_attr -> H5Aread -> H5HG_read).
+ * Regression test (label quick): brine_restore of a checkpoint whose HDF5
+ * global heap is damaged must fail cleanly, not crash or hang.
+ * data/vlen_attr_crash.h5 is a checkpoint written by corrupt_bytes in the
+ * older file format (lean state, step 2) with bit 6 of byte 1871 flipped.
+ * Reading its variable-length string attributes made HDF5 1.10.8 segfault
+ * (H5Aread -> H5T__conv_vlen -> H5HG_read) or loop forever; restore no
+ * longer reads variable-length strings at all (docs/format.md, section 6).
  *
  * The restore runs in a child with a 20 s alarm; the test passes when the
  * child exits normally (restore failed cleanly or restored exactly).
