@@ -1,4 +1,6 @@
 /* brine_restore: find the newest checkpoint that verifies and load it into the registered memory. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include "../format/pickle_decode.h"
 #include "../io/dir_scan.h"
 #include "../io/h5_vfd.h"
+#include "../io/io.h"
 #include "core.h"
 
 /* Everything verification learnt about one variable, so the copy phase cannot fail on it. */
@@ -174,6 +177,26 @@ static int check_array(brine *b, brine_h5_reader *r, const char *file, const bri
                                   var->dims, &b->err);
 }
 
+/* Reads the start of file through the I/O methods and checks it is an HDF5 file brine can verify. */
+static int check_header(brine *b, const char *file)
+{
+    uint8_t head[BRINE_H5_HEADER_BYTES];
+    char why[200];
+    int fd = b->io->open(b->io->ctx, file, O_RDONLY, 0);
+    if (fd < 0)
+        return brine__fail_errno(&b->err, fd, "open of %s failed", file);
+    int rc = brine_io__pread_all(b->io, fd, head, sizeof head, 0);
+    b->io->close(b->io->ctx, fd);
+    if (rc == -EIO)
+        /* Also an unexpected end of file: too short to be a checkpoint. */
+        return brine__fail(&b->err, BRINE_ECORRUPT, "%s: too short or unreadable as HDF5", file);
+    if (rc)
+        return brine__fail_errno(&b->err, rc, "pread of %s failed", file);
+    if (brine_h5__check_header(head, sizeof head, why, sizeof why))
+        return brine__fail(&b->err, BRINE_ECORRUPT, "%s: %s", file, why);
+    return 0;
+}
+
 /*
  * Verifies one checkpoint completely, then copies it into the registered
  * memory.  *copied tells whether memory was written (then a failure has left
@@ -190,7 +213,8 @@ static int restore_file(brine *b, const char *file, int64_t file_step, hid_t fap
     size_t len, nbuffers;
 
     *copied = 0;
-    if ((rc = brine_h5__open(&r, file, fapl, b->opts.threads, b->alloc, &b->err)) ||
+    if ((rc = check_header(b, file)) ||
+        (rc = brine_h5__open(&r, file, fapl, b->opts.threads, b->alloc, &b->err)) ||
         (rc = brine_h5__read_pickle(r, &stream, &len, &nbuffers, &b->err)))
         goto done;
     /* No checksum covers the step attribute: the name must agree with it. */

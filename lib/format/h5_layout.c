@@ -523,6 +523,23 @@ void brine_h5__abandon(brine_h5_writer *w)
 
 /* ---------------------------------------------------------------- reader */
 
+int brine_h5__check_header(const uint8_t *head, size_t n, char *why, size_t whylen)
+{
+    static const uint8_t signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (n < BRINE_H5_HEADER_BYTES || memcmp(head, signature, sizeof signature) != 0) {
+        snprintf(why, whylen, "it does not start with the HDF5 signature");
+        return BRINE_ECORRUPT;
+    }
+    if (head[8] < 2) {
+        snprintf(why, whylen,
+                 "its HDF5 superblock is version %u, a format without metadata checksums "
+                 "(brine writes version 3: docs/format.md, section 2)",
+                 (unsigned)head[8]);
+        return BRINE_ECORRUPT;
+    }
+    return 0;
+}
+
 struct brine_h5_reader {
     hid_t file;
     const brine_allocator *alloc;

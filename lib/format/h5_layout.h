@@ -75,6 +75,18 @@ void brine_h5__abandon(brine_h5_writer *w);
 
 typedef struct brine_h5_reader brine_h5_reader;
 
+/** Bytes of a file's start that brine_h5__check_header needs. */
+#define BRINE_H5_HEADER_BYTES 9
+
+/**
+ * Checks, before HDF5 parses anything, that a file starts with the HDF5
+ * signature and a superblock of version 2 or later: only those formats
+ * checksum their metadata, and HDF5 1.10 can overrun its buffers on damaged
+ * metadata it cannot check.  head holds the file's first n bytes.
+ * @return 0, or BRINE_ECORRUPT with the reason in why.
+ */
+int brine_h5__check_header(const uint8_t *head, size_t n, char *why, size_t whylen);
+
 /**
  * Opens a checkpoint read-only, checks brine_format and reads step.
  * @return 0; BRINE_EVERSION (newer format); BRINE_ECORRUPT (not a brine
