@@ -979,8 +979,8 @@ static int step(dec *d, int *stop)
         return 0;
 
     case OP_GLOBAL: {
-        const char *mod, *name;
-        size_t modlen, namelen;
+        const char *mod = NULL, *name = NULL;
+        size_t modlen = 0, namelen = 0;
         if ((rc = read_line(d, &mod, &modlen)) != 0 || (rc = read_line(d, &name, &namelen)) != 0)
             return rc;
         return push_global(d, mod, modlen, name, namelen);

@@ -1658,7 +1658,12 @@ static int spy_file(spy *s, const char *path)
             return i;
     if (s->nfiles == SPY_MAXPATH)
         return -1;
-    snprintf(s->files[s->nfiles].path, sizeof s->files[0].path, "%s", path);
+    /* path may point into s itself: memmove, not snprintf (whose arguments are restrict). */
+    size_t n = strlen(path);
+    if (n >= sizeof s->files[0].path)
+        n = sizeof s->files[0].path - 1;
+    memmove(s->files[s->nfiles].path, path, n);
+    s->files[s->nfiles].path[n] = '\0';
     s->files[s->nfiles].dirty = 0;
     s->files[s->nfiles].synced = 0;
     return s->nfiles++;

@@ -13,6 +13,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,7 +32,9 @@ int main(int argc, char **argv)
     char dir[512], p[700];
     rel_mkdtemp(dir, sizeof dir, "bugvlen");
     rel_ckpt_path(p, sizeof p, dir, 2);
-    if (rel_write_file(p, bytes, len))
+    const int written = rel_write_file(p, bytes, len);
+    free(bytes);
+    if (written)
         return 2;
     fflush(NULL);
     const pid_t pid = fork();
