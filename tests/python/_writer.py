@@ -130,15 +130,20 @@ def write_checkpoint(path: Any, state: Dict[str, Any], *, step: int = 0,
                      created: str = "2024-01-02T03:04:05Z", brine_version: str = "0.1.0",
                      format_version: int = 1, stream: Optional[bytes] = None,
                      buffers: Optional[Sequence[str]] = None, crc32: Optional[int] = None,
-                     skip_datasets: Sequence[str] = ()) -> bytes:
+                     skip_datasets: Sequence[str] = (),
+                     libver: Any = ("v110", "v110")) -> bytes:
     """Writes a checkpoint of state; the keyword overrides craft broken files.
+
+    The file is in the HDF5 1.10 format, as the format requires (libver
+    "earliest" writes the old format without metadata checksums, which
+    readers refuse).
 
     Returns the pickle stream written.
     """
     good_stream, bufs = encode_state(state)
     stream = good_stream if stream is None else stream
     names = [b[0] for b in bufs] if buffers is None else list(buffers)
-    with h5py.File(path, "w", libver="earliest") as f:
+    with h5py.File(path, "w", libver=libver) as f:
         f.attrs.create("brine_format", format_version, dtype=np.int32)
         f.attrs.create("brine_version", brine_version, dtype=h5py.string_dtype())
         f.attrs.create("step", step, dtype=np.int64)

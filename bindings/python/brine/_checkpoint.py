@@ -5,15 +5,17 @@ from __future__ import annotations
 import errno
 import os
 import zlib
+from builtins import open as builtins_open
 from collections.abc import Mapping
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import h5py
 import numpy as np
 
-from ._errors import CorruptCheckpointError, UnsupportedVersionError
+from ._directory import CHECKPOINT_NAME
+from ._errors import BrineError, CorruptCheckpointError, UnsupportedVersionError
 from ._lazy import LazyArray, read_dataset
-from ._unpickler import ArraySpec, scan_stream, unpickle_state
+from ._unpickler import ArraySpec, collect_arrays, scan_stream, unpickle_state
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "Group", "load_file"]
 
@@ -38,6 +40,35 @@ def _as_str(value: Any) -> str:
     return str(value)
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+#: deflate never shrinks data more than this (zlib's technical limit, ~1032:1).
+_MAX_DEFLATE_RATIO = 1032
+
+_SHUFFLE, _DEFLATE, _FLETCHER32 = 2, 1, 3
+
+# What h5py raises for a damaged file: OSError from HDF5's error stack, and
+# sometimes the others for metadata it decodes itself.
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError,
+              OverflowError)
+
+
+def _check_superblock(path: str) -> None:
+    """Refuses, before HDF5 parses a byte, a file that is not HDF5 or whose
+    superblock is older than version 2 (no metadata checksums): HDF5 1.10.8
+    crashes on some damaged metadata of the old format, which the C library's
+    restore refuses for the same reason (format section 2)."""
+    with builtins_open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9 or head[:8] != _HDF5_SIGNATURE:
+        raise CorruptCheckpointError(f"{path}: not an HDF5 file (no HDF5 signature at byte 0)",
+                                     path=path)
+    if head[8] < 2:
+        raise CorruptCheckpointError(
+            f"{path}: its HDF5 superblock is version {head[8]}, a format without metadata "
+            "checksums (brine writes version 3: docs/format.md, section 2)", path=path)
+
+
 def _open_h5(path: str) -> h5py.File:
     """Opens path read-only with h5py; a non-HDF5 file is a corrupt checkpoint."""
     if not os.path.exists(path):
@@ -46,28 +77,43 @@ def _open_h5(path: str) -> h5py.File:
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     if not os.access(path, os.R_OK):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+    _check_superblock(path)
     try:
         return h5py.File(path, "r")
-    except OSError as exc:
+    except _H5_ERRORS as exc:
         raise CorruptCheckpointError(f"{path}: not a readable HDF5 file ({exc})",
                                      path=path) from exc
 
 
-class _Header:
-    """The root attributes of a checkpoint (format section 2.1)."""
+def _step_of_name(path: str) -> Optional[int]:
+    """The step in a committed checkpoint's file name, None for other names."""
+    m = CHECKPOINT_NAME.fullmatch(os.path.basename(path))
+    return int(m["step"]) if m else None
 
-    __slots__ = ("format_version", "brine_version", "step", "created")
+
+def _read_vlen_str(obj: Any, name: str) -> str:
+    """A variable-length string attribute, "" when absent or unreadable.
+
+    Only for information: verification reads no variable-length string, whose
+    bytes live in HDF5's global heap, covered by no checksum (format section 6).
+    """
+    try:
+        return _as_str(obj.attrs[name]) if name in obj.attrs else ""
+    except (_H5_ERRORS + (UnicodeDecodeError,)):
+        return ""
+
+
+class _Header:
+    """The integer root attributes of a checkpoint (format section 2.1)."""
+
+    __slots__ = ("format_version", "step")
 
     def __init__(self, f: h5py.File, path: str) -> None:
         attrs = f.attrs
         if "brine_format" not in attrs:
             raise CorruptCheckpointError(
                 f"{path}: root attribute 'brine_format' missing: not a brine checkpoint", path=path)
-        try:
-            version = int(attrs["brine_format"])
-        except (TypeError, ValueError) as exc:
-            raise CorruptCheckpointError(
-                f"{path}: root attribute 'brine_format' is not an integer", path=path) from exc
+        version = _int_attr(attrs, "brine_format", path)
         if version > FORMAT_VERSION:
             raise UnsupportedVersionError(
                 f"{path}: checkpoint format version {version} is newer than version "
@@ -78,25 +124,44 @@ class _Header:
                 f"{path}: invalid checkpoint format version {version}", path=path)
         if "step" not in attrs:
             raise CorruptCheckpointError(f"{path}: root attribute 'step' missing", path=path)
-        try:
-            step = int(attrs["step"])
-        except (TypeError, ValueError) as exc:
+        step = _int_attr(attrs, "step", path)
+        named = _step_of_name(path)
+        if named is not None and named != step:
             raise CorruptCheckpointError(
-                f"{path}: root attribute 'step' is not an integer", path=path) from exc
+                f"{path}: root attribute 'step' is {step}, but the file name says step {named}",
+                path=path)
         self.format_version = version
         self.step = step
-        self.brine_version = _as_str(attrs["brine_version"]) if "brine_version" in attrs else ""
-        self.created = _as_str(attrs["created"]) if "created" in attrs else ""
 
 
-def _read_stream(f: h5py.File, path: str) -> Tuple[bytes, List[str]]:
-    """Reads and checks /brine/pickle: its bytes, CRC-32 and buffer list."""
+def _int_attr(attrs: Any, name: str, path: str) -> int:
+    value = attrs[name]
+    if not (isinstance(value, (int, np.integer))
+            or (isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iu")):
+        raise CorruptCheckpointError(f"{path}: root attribute {name!r} is not an integer",
+                                     path=path)
+    return int(value)
+
+
+def _read_stream(f: h5py.File, path: str) -> Tuple[bytes, int]:
+    """Reads and checks /brine/pickle: its bytes, CRC-32 and the number of buffers.
+
+    Of ``buffers`` only the count is read (its dataspace), not the text: each
+    array's dataset is ``/state/<name>`` (format sections 2.3 and 6).
+    """
     node = f.get("brine/pickle")
     if not isinstance(node, h5py.Dataset):
         raise CorruptCheckpointError(f"{path}: dataset /brine/pickle missing", path=path)
     if node.dtype != np.uint8 or node.ndim != 1:
         raise CorruptCheckpointError(
             f"{path}: /brine/pickle is {node.dtype}{list(node.shape)}, expected a 1-D uint8 dataset",
+            path=path)
+    limit = os.path.getsize(path)
+    if node.id.get_create_plist().get_nfilters() > 0:
+        limit *= _MAX_DEFLATE_RATIO
+    if node.shape[0] > limit:
+        raise CorruptCheckpointError(
+            f"{path}: /brine/pickle claims {node.shape[0]} bytes, more than the file can hold",
             path=path)
     try:
         stream = node[()].tobytes()
@@ -114,125 +179,174 @@ def _read_stream(f: h5py.File, path: str) -> Tuple[bytes, List[str]]:
     if "buffers" not in node.attrs:
         raise CorruptCheckpointError(f"{path}: attribute /brine/pickle buffers missing",
                                      path=path)
-    names = np.asarray(node.attrs["buffers"])
-    if names.ndim != 1:
+    shape = node.attrs.get_id("buffers").shape  # the dataspace; reads no string
+    if len(shape) != 1:
         raise CorruptCheckpointError(
             f"{path}: attribute /brine/pickle buffers is not one-dimensional", path=path)
-    return stream, [_as_str(n) for n in names]
-
-
-def _buffer_datasets(f: h5py.File, names: List[str], n_buffers: int,
-                     path: str) -> List[h5py.Dataset]:
-    """The datasets the buffers attribute names, checked against the stream's count."""
-    if len(names) != n_buffers:
-        raise CorruptCheckpointError(
-            f"{path}: the pickle stream consumes {n_buffers} out-of-band buffers but "
-            f"attribute /brine/pickle buffers lists {len(names)}", path=path)
-    datasets = []
-    for name in names:
-        node = f.get(name)
-        if not isinstance(node, h5py.Dataset):
-            raise CorruptCheckpointError(
-                f"{path}: variable {_variable_of(name)!r}: dataset {name} missing",
-                path=path, variable=_variable_of(name))
-        datasets.append(node)
-    return datasets
+    return stream, int(shape[0])
 
 
 def _check_dataset(ds: h5py.Dataset, spec: ArraySpec, path: str) -> None:
-    """Checks an array dataset against the array the stream describes (format 2.3)."""
+    """Checks an array dataset against the array the stream describes, and that
+    every chunk is there and verifiable (format sections 2.3 and 6), reading
+    only metadata."""
     variable = _variable_of(ds.name)
     where = f"{path}: variable {variable!r} (dataset {ds.name})"
+
+    def corrupt(what: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(f"{where}: {what}", path=path, variable=variable)
+
     want_shape = spec.shape[::-1] if spec.order == "F" else spec.shape
     if ds.shape != want_shape:
-        raise CorruptCheckpointError(
-            f"{where}: dataset dimensions {ds.shape}, but the pickle describes shape "
-            f"{spec.shape} in order {spec.order!r} (dimensions {want_shape})",
-            path=path, variable=variable)
+        raise corrupt(f"dataset dimensions {ds.shape}, but the pickle describes shape "
+                      f"{spec.shape} in order {spec.order!r} (dimensions {want_shape})")
     if ds.dtype != spec.dtype:
-        raise CorruptCheckpointError(
-            f"{where}: dataset type {ds.dtype}, but the pickle says {spec.dtype.str}",
-            path=path, variable=variable)
-    order = _as_str(ds.attrs["order"]) if "order" in ds.attrs else None
-    if order != spec.order:
-        raise CorruptCheckpointError(
-            f"{where}: order attribute {order!r}, but the pickle says {spec.order!r}",
-            path=path, variable=variable)
+        raise corrupt(f"dataset type {ds.dtype}, but the pickle says {spec.dtype.str}")
+    nbytes = spec.dtype.itemsize * int(np.prod(spec.shape, dtype=object))
+    if nbytes == 0:
+        return
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_layout() != h5py.h5d.CHUNKED:
+        raise corrupt("a non-empty array dataset is not chunked")
+    filters = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
+    codes = [flt[0] for flt in filters]
+    if codes not in ([_SHUFFLE, _DEFLATE, _FLETCHER32], [_SHUFFLE, _FLETCHER32],
+                     [_DEFLATE, _FLETCHER32], [_FLETCHER32]):
+        raise corrupt(f"filter pipeline {codes}: a non-empty array must be chunked with "
+                      "shuffle (2), deflate (1), fletcher32 (3), in this order, fletcher32 "
+                      "always (a dataset without checksums cannot be verified)")
+    for code, _, values, _ in filters:
+        if code == _SHUFFLE and tuple(values[:1]) != (spec.dtype.itemsize,):
+            raise corrupt(f"shuffle filter with element size {tuple(values)}, "
+                          f"expected {spec.dtype.itemsize}")
+    deflate_bit = 1 << codes.index(_DEFLATE) if _DEFLATE in codes else 0
+    chunk = dcpl.get_chunk()
+    if len(chunk) != len(ds.shape) or min(chunk) < 1:
+        raise corrupt(f"chunk shape {chunk}")
+    grid = [-(-n // c) for n, c in zip(ds.shape, chunk)]
+    n_chunks = int(np.prod(grid, dtype=object))
+    chunk_bytes = spec.dtype.itemsize * int(np.prod(chunk, dtype=object))
+    # zlib's compressBound (HDF5's deflate filter may expand data), + fletcher32
+    max_stored = (chunk_bytes + (chunk_bytes >> 12) + (chunk_bytes >> 14) + (chunk_bytes >> 25)
+                  + 13 + 4)
+    stored = ds.id.get_num_chunks()
+    if stored != n_chunks:
+        raise corrupt(f"{stored} chunks stored of {n_chunks}: a chunk is missing")
+    file_size = os.path.getsize(path)
+    for index in np.ndindex(*grid):
+        offset = tuple(int(i) * c for i, c in zip(index, chunk))
+        info = ds.id.get_chunk_info_by_coord(offset)
+        if info.byte_offset is None or info.size == 0:
+            raise corrupt(f"the chunk at {offset} is missing")
+        if info.filter_mask & ~deflate_bit:
+            raise corrupt(f"the chunk at {offset} has filter mask {info.filter_mask:#x}: it "
+                          "skips a filter other than deflate")
+        raw = not deflate_bit or info.filter_mask & deflate_bit
+        if info.size > max_stored or (raw and info.size != chunk_bytes + 4):
+            raise corrupt(f"the chunk at {offset} is {info.size} bytes stored, impossible for "
+                          f"a chunk of {chunk_bytes} bytes")
+        if info.byte_offset + info.size > file_size:
+            raise corrupt(f"the chunk at {offset} lies beyond the end of the file")
 
 
-class _ArrayMaker:
-    """The stream's ``numpy.ndarray``: checks each call against its dataset.
+class _Buffer:
+    """Stands for the i-th out-of-band buffer while the stream is decoded."""
 
-    buffers[i] is the object the unpickler hands over for the i-th NEXT_BUFFER
-    (the dataset's data for brine.load, a placeholder for brine.open), so the
-    dataset is found by the identity of the object the stream passes.
-    """
+    __slots__ = ("index",)
 
-    def __init__(self, buffers: List[Any], datasets: List[h5py.Dataset], path: str,
-                 *, lazy: bool) -> None:
-        self._dataset_of = {id(b): ds for b, ds in zip(buffers, datasets)}
-        self._buffers = buffers  # keeps the ids valid
-        self._used: set = set()
-        self._path = path
-        self._lazy = lazy
-
-    def __call__(self, spec: ArraySpec) -> Any:
-        key = id(spec.buffer)
-        ds = self._dataset_of.get(key)
-        if ds is None:
-            raise CorruptCheckpointError(
-                f"{self._path}: numpy.ndarray called with a buffer that is not an "
-                "out-of-band buffer", path=self._path)
-        if key in self._used:
-            raise CorruptCheckpointError(
-                f"{self._path}: dataset {ds.name} used by two arrays", path=self._path)
-        self._used.add(key)
-        _check_dataset(ds, spec, self._path)
-        if self._lazy:
-            return LazyArray(ds, shape=spec.shape, dtype=spec.dtype, order=spec.order,
-                             path=self._path, name=_variable_of(ds.name))
-        return np.ndarray(spec.shape, spec.dtype, spec.buffer, 0, None, spec.order)
-
-    def check_all_used(self) -> None:
-        for b in self._buffers:
-            if id(b) not in self._used:
-                name = self._dataset_of[id(b)].name
-                raise CorruptCheckpointError(
-                    f"{self._path}: out-of-band buffer {name} is not used by an array",
-                    path=self._path, variable=_variable_of(name))
+    def __init__(self, index: int) -> None:
+        self.index = index
 
 
-class _BufferPlaceholder:
-    """Stands for a dataset's data in the stream of a lazily opened checkpoint."""
+class _Pending:
+    """An array of the stream, before its dataset is checked and read."""
 
-    __slots__ = ("name",)
+    __slots__ = ("spec",)
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, spec: ArraySpec) -> None:
+        self.spec = spec
+
+
+def _pending(spec: ArraySpec) -> _Pending:
+    if type(spec.buffer) is not _Buffer:
+        raise CorruptCheckpointError("numpy.ndarray called with a buffer that is not an "
+                                     "out-of-band buffer")
+    return _Pending(spec)
 
 
 def _decode(f: h5py.File, path: str, *, lazy: bool) -> Tuple[_Header, dict]:
+    """Verifies a checkpoint and decodes its state (arrays read, or LazyArrays).
+
+    Every check that needs no array data (header, stream, every dataset's
+    type, shape, filters and chunk index) passes before any array is read.
+    """
     header = _Header(f, path)
-    stream, names = _read_stream(f, path)
+    stream, n_names = _read_stream(f, path)
     n_buffers = scan_stream(stream, path=path)
-    datasets = _buffer_datasets(f, names, n_buffers, path)
-    if lazy:
-        buffers: List[Any] = [_BufferPlaceholder(ds.name) for ds in datasets]
-    else:
-        # h5py checks each chunk's fletcher32 while reading.
-        buffers = [read_dataset(ds, (), path=path, variable=_variable_of(ds.name))
-                   for ds in datasets]
-    maker = _ArrayMaker(buffers, datasets, path, lazy=lazy)
-    state = unpickle_state(stream, buffers=buffers, make_array=maker, path=path)
-    maker.check_all_used()
+    if n_names != n_buffers:
+        raise CorruptCheckpointError(
+            f"{path}: the pickle stream consumes {n_buffers} out-of-band buffers but "
+            f"attribute /brine/pickle buffers lists {n_names}", path=path)
+
+    def make_array(spec: ArraySpec) -> _Pending:
+        try:
+            return _pending(spec)
+        except CorruptCheckpointError as exc:
+            raise CorruptCheckpointError(f"{path}: {exc}", path=path) from None
+
+    state = unpickle_state(stream, buffers=[_Buffer(i) for i in range(n_buffers)],
+                           make_array=make_array, path=path)
+    arrays = collect_arrays(state, lambda v: type(v) in (_Pending, _Buffer), path=path)
+    used = set()
+    checked = []
+    for name, group, key, pending in arrays:
+        if type(pending) is _Buffer:
+            raise CorruptCheckpointError(
+                f"{path}: variable {name!r} is a bare out-of-band buffer, not an array",
+                path=path, variable=name)
+        index = pending.spec.buffer.index
+        if index in used:
+            raise CorruptCheckpointError(
+                f"{path}: out-of-band buffer {index} used by two arrays", path=path, variable=name)
+        used.add(index)
+        node = f.get(_STATE_PREFIX + name)
+        if not isinstance(node, h5py.Dataset):
+            raise CorruptCheckpointError(
+                f"{path}: variable {name!r}: dataset {_STATE_PREFIX}{name} missing",
+                path=path, variable=name)
+        _check_dataset(node, pending.spec, path)
+        checked.append((name, group, key, pending.spec, node))
+    if len(used) != n_buffers:
+        raise CorruptCheckpointError(
+            f"{path}: {n_buffers - len(used)} of the {n_buffers} out-of-band buffers are "
+            "not used by an array", path=path)
+    for name, group, key, spec, ds in checked:
+        if lazy:
+            group[key] = LazyArray(ds, shape=spec.shape, dtype=spec.dtype, order=spec.order,
+                                   path=path, name=name)
+        else:
+            # h5py checks each chunk's fletcher32 while reading.
+            data = read_dataset(ds, (), path=path, variable=name)
+            group[key] = np.ndarray(spec.shape, spec.dtype, data, 0, None, spec.order)
     return header, state
+
+
+def _decode_file(f: h5py.File, path: str, *, lazy: bool) -> Tuple[_Header, dict]:
+    """:func:`_decode`, with h5py's errors on a damaged file as corruption errors."""
+    try:
+        return _decode(f, path, lazy=lazy)
+    except BrineError:
+        raise
+    except _H5_ERRORS as exc:
+        raise CorruptCheckpointError(
+            f"{path}: damaged HDF5 metadata ({type(exc).__name__}: {exc})", path=path) from exc
 
 
 def load_file(path: str) -> dict:
     """Loads and verifies the whole state of one checkpoint file (see :func:`brine.load`)."""
     path = os.fspath(path)
     with _open_h5(path) as f:
-        _, state = _decode(f, path, lazy=False)
+        _, state = _decode_file(f, path, lazy=False)
     return state
 
 
@@ -317,15 +431,32 @@ class Checkpoint(Group):
         self.path = os.fspath(path)
         self._file = _open_h5(self.path)
         try:
-            header, state = _decode(self._file, self.path, lazy=True)
+            header, state = _decode_file(self._file, self.path, lazy=True)
         except BaseException:
             self._file.close()
             raise
         super().__init__(state, "", self.path)
         self.step: int = header.step
-        self.created: str = header.created
         self.format_version: int = header.format_version
-        self.brine_version: str = header.brine_version
+
+        self._strings: dict = {}
+
+    # Read on first use, not when opening: verification reads no
+    # variable-length string (format section 6).
+    def _string_attr(self, name: str) -> str:
+        if name not in self._strings:
+            self._strings[name] = "" if self.closed else _read_vlen_str(self._file, name)
+        return self._strings[name]
+
+    @property
+    def created(self) -> str:
+        """UTC time of writing, ``YYYY-MM-DDTHH:MM:SSZ`` ("" when absent or unreadable)."""
+        return self._string_attr("created")
+
+    @property
+    def brine_version(self) -> str:
+        """Version of the library that wrote the file ("" when absent or unreadable)."""
+        return self._string_attr("brine_version")
 
     @property
     def closed(self) -> bool:

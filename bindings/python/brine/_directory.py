@@ -6,16 +6,16 @@ import errno
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, List, Optional, Tuple, TypeVar
 
 import h5py
 
 from ._errors import BrineError
 
-__all__ = ["CheckpointInfo", "list_checkpoints", "newest_that_verifies"]
+__all__ = ["CHECKPOINT_NAME", "CheckpointInfo", "list_checkpoints", "newest_that_verifies"]
 
 # <prefix>-<12 digits>.h5, prefix: 1..64 of [A-Za-z0-9_.+-], not starting with '.' (format 1).
-_NAME = re.compile(r"(?P<prefix>[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,63})-(?P<step>[0-9]{12})\.h5")
+CHECKPOINT_NAME = _NAME = re.compile(r"(?P<prefix>[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,63})-(?P<step>[0-9]{12})\.h5")
 
 T = TypeVar("T")
 
@@ -55,6 +55,13 @@ def _created_of(path: str) -> str:
 def list_checkpoints(directory: "os.PathLike[str] | str", *,
                      prefix: Optional[str] = None) -> List[CheckpointInfo]:
     """Lists the committed checkpoints of a directory (see :func:`brine.list`)."""
+    return [CheckpointInfo(path=p, step=step, size=size, created=_created_of(p))
+            for step, p, size in _committed(directory, prefix)]
+
+
+def _committed(directory: "os.PathLike[str] | str",
+               prefix: Optional[str]) -> List[Tuple[int, str, int]]:
+    """(step, path, size) of the committed checkpoints, sorted; opens no file."""
     directory = os.fspath(directory)
     found = []
     with os.scandir(directory) as entries:
@@ -70,8 +77,7 @@ def list_checkpoints(directory: "os.PathLike[str] | str", *,
                 continue
             found.append((int(m["step"]), entry.name, entry.path, size))
     found.sort()
-    return [CheckpointInfo(path=p, step=step, size=size, created=_created_of(p))
-            for step, _, p, size in found]
+    return [(step, p, size) for step, _, p, size in found]
 
 
 def newest_that_verifies(directory: str, attempt: Callable[[str], T], *,
@@ -86,15 +92,17 @@ def newest_that_verifies(directory: str, attempt: Callable[[str], T], *,
         Of the newest checkpoint's type, when none succeeds; the message gives
         every file's reason.
     """
-    infos = list_checkpoints(directory, prefix=prefix)
+    # Lists by name only: reading each file's `created` (a variable-length
+    # string in HDF5's unchecksummed global heap) could crash on a damaged file.
+    infos = _committed(directory, prefix)
     if not infos:
         what = f"no checkpoint ({prefix or '<prefix>'}-<step>.h5) in directory"
         raise FileNotFoundError(errno.ENOENT, what, directory)
     reasons = []
     newest: Optional[BaseException] = None
-    for info in reversed(infos):
+    for _, path, _ in reversed(infos):
         try:
-            return attempt(info.path)
+            return attempt(path)
         except (BrineError, OSError) as exc:
             reasons.append(str(exc))
             newest = newest or exc

@@ -17,13 +17,15 @@ from __future__ import annotations
 import io
 import pickle
 import pickletools
-from typing import Any, Callable, Iterable, Tuple
+import reprlib
+from typing import Any, Callable, Iterable, List, Tuple
 
 import numpy as np
 
 from ._errors import CorruptCheckpointError, UnsafeCheckpointError
 
-__all__ = ["ALLOWED_GLOBALS", "DTYPE_STRINGS", "ArraySpec", "scan_stream", "unpickle_state"]
+__all__ = ["ALLOWED_GLOBALS", "DTYPE_STRINGS", "MAX_NEST", "ArraySpec", "scan_stream",
+           "unpickle_state", "collect_arrays"]
 
 #: The only globals a checkpoint's stream may reference (format section 3.3).
 ALLOWED_GLOBALS = frozenset({("numpy", "ndarray"), ("builtins", "complex")})
@@ -50,6 +52,21 @@ _ACCEPTED_OPCODES = frozenset({
 
 _STRING_OPCODES = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"})
 
+#: How deep values may nest (dicts, lists, tuples), as the C decoder's
+#: BRINE_PICKLE_MAX_NEST.
+MAX_NEST = 256
+
+#: numpy's limit on dimensions (NPY_MAXDIMS).
+_MAX_NDIM = 32
+
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother = 3, 40, 40
+
+
+def short_repr(value: Any) -> str:
+    """repr() bounded in length and depth: safe on hostile, deeply nested values."""
+    return _short.repr(value)
+
 
 def scan_stream(stream: bytes, *, path: str) -> int:
     """Checks a pickle stream without executing it and counts its buffers.
@@ -71,7 +88,8 @@ def scan_stream(stream: bytes, *, path: str) -> int:
     UnsafeCheckpointError
         A ``GLOBAL`` or ``STACK_GLOBAL`` names anything but the allowed globals.
     CorruptCheckpointError
-        An opcode outside format section 3.3, a truncated stream, a stream
+        An opcode outside format section 3.3, a truncated stream, a length
+        (string, bytes, FRAME) beyond the end of the stream, a stream
         without ``STOP`` or with bytes after it.
     """
     buffers = 0
@@ -89,7 +107,7 @@ def scan_stream(stream: bytes, *, path: str) -> int:
             problem = problem or f"malformed pickle stream ({exc})"
             break
         name = op.name
-        if name == "GLOBAL":
+        if name in ("GLOBAL", "INST"):
             module, _, qualname = str(arg).partition(" ")
             unsafe = unsafe or _unsafe_global(module, qualname)
         elif name == "STACK_GLOBAL" and len(strings) >= 2:
@@ -98,6 +116,9 @@ def scan_stream(stream: bytes, *, path: str) -> int:
             strings.append(arg)
         elif name == "NEXT_BUFFER":
             buffers += 1
+        elif name == "FRAME" and pos + 9 + arg > len(stream) and problem is None:
+            # genops does not check it; the unpickler would ask for arg bytes.
+            problem = f"FRAME at byte {pos} claims {arg} bytes, beyond the end of the stream"
         if name not in _ACCEPTED_OPCODES and problem is None:
             problem = f"opcode {name} at byte {pos} is not allowed in a brine checkpoint"
         if name == "STOP":
@@ -144,34 +165,48 @@ class ArraySpec:
 
 
 def _parse_ndarray_args(args: tuple, *, path: str) -> ArraySpec:
-    """Checks ``ndarray(shape, dtype_str, buffer, 0, None, order)`` (format 3.2)."""
+    """Checks ``ndarray(shape, dtype_str, buffer, 0, None, order)`` (format 3.2).
+
+    Nothing here allocates or calls numpy with the stream's values before they
+    are checked: the shape has at most 32 non-negative int extents whose
+    product in bytes fits in 63 bits, the dtype is one of brine's.
+    """
     if len(args) != 6:
         raise CorruptCheckpointError(
             f"{path}: numpy.ndarray called with {len(args)} arguments, expected 6", path=path)
     shape, dtype_str, buffer, offset, strides, order = args
-    if not isinstance(shape, tuple) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+    if (type(shape) is not tuple or len(shape) > _MAX_NDIM
+            or not all(type(n) is int and n >= 0 for n in shape)):
         raise CorruptCheckpointError(
-            f"{path}: array shape {shape!r} is not a tuple of non-negative ints", path=path)
+            f"{path}: array shape {short_repr(shape)} is not a tuple of at most {_MAX_NDIM} "
+            "non-negative ints", path=path)
     if len(shape) == 0:
         raise CorruptCheckpointError(f"{path}: array with an empty shape", path=path)
-    if dtype_str not in DTYPE_STRINGS:
-        raise CorruptCheckpointError(f"{path}: array dtype {dtype_str!r} is not a brine dtype",
-                                     path=path)
+    if type(dtype_str) is not str or dtype_str not in DTYPE_STRINGS:
+        raise CorruptCheckpointError(
+            f"{path}: array dtype {short_repr(dtype_str)} is not a brine dtype", path=path)
+    dtype = np.dtype(dtype_str)
+    nbytes = dtype.itemsize
+    for n in shape:
+        nbytes *= n
+    if nbytes >= 1 << 63:
+        raise CorruptCheckpointError(
+            f"{path}: array shape {short_repr(shape)} of {dtype_str} is larger than any "
+            "array can be", path=path)
     if type(offset) is not int or offset != 0 or strides is not None:
         raise CorruptCheckpointError(
-            f"{path}: array with offset {offset!r} and strides {strides!r}, expected 0 and None",
-            path=path)
-    if order not in ("C", "F"):
-        raise CorruptCheckpointError(f"{path}: array order {order!r} is not 'C' or 'F'",
-                                     path=path)
-    return ArraySpec(shape, np.dtype(dtype_str), order, buffer)
+            f"{path}: array with offset {short_repr(offset)} and strides {short_repr(strides)}, "
+            "expected 0 and None", path=path)
+    if type(order) is not str or order not in ("C", "F"):
+        raise CorruptCheckpointError(
+            f"{path}: array order {short_repr(order)} is not 'C' or 'F'", path=path)
+    return ArraySpec(shape, dtype, order, buffer)
 
 
 def _complex(*args: Any) -> complex:
     # builtins.complex, restricted to the two real numbers brine writes.
-    if len(args) != 2 or not all(isinstance(x, (int, float)) for x in args):
-        raise TypeError(f"complex called with {args!r}, expected two floats")
+    if len(args) != 2 or not all(type(x) in (int, float) for x in args):
+        raise TypeError(f"complex called with {short_repr(args)}, expected two floats")
     return complex(*args)
 
 
@@ -223,7 +258,7 @@ def unpickle_state(stream: bytes, *, buffers: Iterable[Any],
     UnsafeCheckpointError, CorruptCheckpointError
         As raised by ``make_array`` or the restricted globals, or a
         :class:`CorruptCheckpointError` for any failure of the decoder itself
-        and for a value that is not a dict of dicts with str keys.
+        and for a value that is not a dict.
     """
     unpickler = RestrictedUnpickler(io.BytesIO(stream), buffers=buffers,
                                     make_array=make_array, path=path)
@@ -233,20 +268,67 @@ def unpickle_state(stream: bytes, *, buffers: Iterable[Any],
         raise
     except Exception as exc:  # the decoder's errors: UnpicklingError, EOFError, TypeError...
         raise CorruptCheckpointError(
-            f"{path}: malformed pickle stream ({type(exc).__name__}: {exc})", path=path) from exc
-    if not isinstance(state, dict):
+            f"{path}: malformed pickle stream ({type(exc).__name__}: {short_repr(str(exc))})",
+            path=path) from exc
+    if type(state) is not dict:
         raise CorruptCheckpointError(
             f"{path}: the pickle stream holds a {type(state).__name__}, not a dict", path=path)
-    _check_keys(state, "", path=path)
     return state
 
 
-def _check_keys(group: dict, prefix: str, *, path: str) -> None:
-    for key, value in group.items():
-        if not isinstance(key, str) or not key or "/" in key:
-            raise CorruptCheckpointError(
-                f"{path}: invalid variable name component {key!r} in group {prefix or '/'!r}",
-                path=path)
-        if isinstance(value, dict):
-            _check_keys(value, f"{prefix}{key}/", path=path)
+def collect_arrays(state: dict, is_array: Callable[[Any], bool], *,
+                   path: str) -> List[Tuple[str, dict, str, Any]]:
+    """Walks the state without recursion; finds the arrays and checks the tree.
 
+    Returns ``(name, group, key, array)`` for every value for which
+    ``is_array`` is true, ``name`` being its hierarchical name (its dataset is
+    ``/state/<name>``).
+
+    Raises
+    ------
+    CorruptCheckpointError
+        A group key that is not a non-empty str without ``/``; values nested
+        deeper than :data:`MAX_NEST`; a container or array reachable twice
+        (shared or recursive, which the memo opcodes can build); an array
+        inside a list or tuple, where it has no name.
+    """
+    found: List[Tuple[str, dict, str, Any]] = []
+    seen: set = set()
+    # (value, its name: None inside a list or tuple, where nothing has a name, depth)
+    todo: List[Tuple[Any, "str | None", int]] = [(state, "", 0)]
+    while todo:
+        value, name, depth = todo.pop()
+        kind = type(value)
+        if kind not in (dict, list, tuple) or len(value) == 0:
+            continue
+        if depth >= MAX_NEST:
+            raise CorruptCheckpointError(f"{path}: values nest deeper than {MAX_NEST}", path=path)
+        if id(value) in seen:
+            raise CorruptCheckpointError(
+                f"{path}: a {kind.__name__} is reachable twice in the state (shared or "
+                "recursive values are not a brine state)", path=path)
+        seen.add(id(value))
+        items = value.items() if kind is dict else ((None, v) for v in value)
+        for key, item in items:
+            if kind is dict and name is not None:
+                if type(key) is not str or not key or "/" in key:
+                    raise CorruptCheckpointError(
+                        f"{path}: invalid variable name component {short_repr(key)} in group "
+                        f"{(name or '/')!r}", path=path)
+                full: "str | None" = f"{name}/{key}" if name else key
+            else:
+                full = None
+            if is_array(item):
+                if full is None:
+                    raise CorruptCheckpointError(
+                        f"{path}: an array inside a list or tuple, where it has no name",
+                        path=path)
+                if id(item) in seen:
+                    raise CorruptCheckpointError(
+                        f"{path}: the array {full!r} is also another variable", path=path,
+                        variable=full)
+                seen.add(id(item))
+                found.append((full, value, key, item))
+            else:
+                todo.append((item, full, depth + 1))
+    return found
