@@ -97,6 +97,13 @@ int brine_chunk__resolve(brine_chunk_codec *out, brine_codec requested, int leve
  */
 unsigned brine_chunk__pipeline(const brine_chunk_codec *c);
 
+/**
+ * Bytes that must follow raw and scratch for brine_chunk__encode, holding a
+ * fixed content (zeros): some codecs read past the end of their input (ISA-L
+ * does), and output must not depend on what they find there.
+ */
+#define BRINE_CHUNK_SLACK 256
+
 /** Bytes the stored form of a chunk of raw_len bytes may need at most. */
 size_t brine_chunk__encode_bound(size_t raw_len);
 
@@ -105,8 +112,9 @@ size_t brine_chunk__encode_bound(size_t raw_len);
  * deflate with c's codec and level + fletcher32, or fletcher32 alone.
  *
  * raw: raw_len bytes of elements of esize bytes.  scratch: raw_len bytes of
- * scratch memory.  out: at least brine_chunk__encode_bound(raw_len) bytes.
- * When deflate does not shrink the chunk, the shuffled bytes are stored
+ * scratch memory.  Both must be followed by BRINE_CHUNK_SLACK bytes of zeros
+ * for the output to be deterministic.  out: at least
+ * brine_chunk__encode_bound(raw_len) bytes.  When deflate does not shrink the chunk, the shuffled bytes are stored
  * as they are and BRINE_FILTER_DEFLATE is set in *filter_mask.
  * *filter_mask holds pipeline positions as HDF5 numbers them, which for both
  * pipelines equal the BRINE_FILTER_* bits of shuffle | deflate | fletcher32

@@ -282,6 +282,17 @@ static void buffers_free(chunk_buffers *cb)
     brine__free(cb->alloc, cb->stored);
 }
 
+/*
+ * Each thread's work area holds a raw chunk and a scratch chunk, each
+ * followed by BRINE_CHUNK_SLACK zero bytes: codecs may read past the end of
+ * their input (ISA-L does), and what they find there must never vary, or
+ * the same chunk compresses to different bytes from run to run.
+ */
+static size_t work_half(const brine_chunk_geom *g)
+{
+    return g->chunk_bytes + BRINE_CHUNK_SLACK;
+}
+
 /* Sizes a pipeline run for g and allocates its buffers.  0 or BRINE_ENOMEM. */
 static int buffers_alloc(chunk_buffers *cb, brine_pipe *p, const brine_chunk_geom *g,
                          int requested_threads, const brine_allocator *a)
@@ -300,10 +311,11 @@ static int buffers_alloc(chunk_buffers *cb, brine_pipe *p, const brine_chunk_geo
     cb->alloc = a;
     cb->bound = brine_chunk__encode_bound(g->chunk_bytes);
     if (brine__mul_overflows(cb->bound, p->nslots, &stored_size) ||
-        brine__mul_overflows(2 * g->chunk_bytes, (size_t)threads, &work_size))
+        brine__mul_overflows(2 * work_half(g), (size_t)threads, &work_size))
         return BRINE_ENOMEM;
     cb->stored = brine__alloc(a, stored_size);
-    cb->work = brine__alloc(a, work_size);
+    /* Zeroed, for the slack after each buffer (work_half): it stays zero. */
+    cb->work = brine__calloc(a, 1, work_size);
     cb->lens = brine__calloc(a, p->nslots, sizeof *cb->lens);
     cb->masks = brine__calloc(a, p->nslots, sizeof *cb->masks);
     cb->whys = brine__calloc(a, p->nslots, WHY_SIZE);
@@ -338,12 +350,12 @@ static int encode_step(void *ctx, uint64_t chunk, size_t slot, int thread)
 {
     write_job *j = ctx;
     const size_t cbytes = j->g->chunk_bytes;
-    uint8_t *raw = j->cb.work + (size_t)thread * 2 * cbytes;
+    uint8_t *raw = j->cb.work + (size_t)thread * 2 * work_half(j->g);
     uint64_t offset[BRINE_MAX_NDIM];
     brine_chunk__offset(j->g, chunk, offset);
     brine_chunk__gather(j->g, j->data, offset, raw);
     j->cb.masks[slot] = 0;
-    return brine_chunk__encode(raw, cbytes, j->g->esize, j->codec, raw + cbytes,
+    return brine_chunk__encode(raw, cbytes, j->g->esize, j->codec, raw + work_half(j->g),
                                j->cb.stored + slot * j->cb.bound, &j->cb.lens[slot],
                                &j->cb.masks[slot]);
 }
@@ -979,9 +991,9 @@ static int decode_step(void *ctx, uint64_t chunk, size_t slot, int thread)
     if (!j->mem)
         return brine_chunk__verify(stored, j->cb.lens[slot], j->h->pipeline, j->cb.masks[slot], why,
                                    WHY_SIZE);
-    uint8_t *raw = j->cb.work + (size_t)thread * 2 * g->chunk_bytes;
+    uint8_t *raw = j->cb.work + (size_t)thread * 2 * work_half(g);
     int rc = brine_chunk__decode(stored, j->cb.lens[slot], j->h->pipeline, j->cb.masks[slot],
-                                 g->esize, raw + g->chunk_bytes, raw, g->chunk_bytes, why, WHY_SIZE);
+                                 g->esize, raw + work_half(g), raw, g->chunk_bytes, why, WHY_SIZE);
     if (rc == 0) {
         uint64_t offset[BRINE_MAX_NDIM];
         brine_chunk__offset(g, chunk, offset);

@@ -1449,6 +1449,71 @@ static void test_brine_writes_hdf5_reads(void **state)
     tu_rmtree(dir);
 }
 
+/*
+ * A chunk encodes to the same bytes whatever was compressed before it (the
+ * file must not depend on the thread count or on call order): encode X,
+ * then a different chunk Y, then X again, with every codec and level.
+ * ISA-L once kept stale hash tables in a reused level buffer and failed this.
+ */
+static void test_encode_is_deterministic(void **state)
+{
+    (void)state;
+    const size_t n = 131072, raw_len = n * 8;
+    double *x = xmalloc(raw_len), *y = xmalloc(raw_len);
+    uint8_t *scratch = xmalloc(raw_len);
+    const size_t bound = brine_chunk__encode_bound(raw_len);
+    uint8_t *first = xmalloc(bound), *other = xmalloc(bound), *again = xmalloc(bound);
+    uint64_t seed = 99;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = sin((double)i * 1e-3) + 1e-7 * (double)(tu_rand(&seed) % 1000);
+        y[i] = cos((double)i * 7e-3) * (double)(i % 97);
+    }
+    static const struct { brine_codec codec; int levels[4]; int nlevels; } cases[] = {
+        {BRINE_CODEC_ZLIB, {1, 6, 9}, 3},
+        {BRINE_CODEC_LIBDEFLATE, {1, 6, 12}, 3},
+        {BRINE_CODEC_ISAL, {0, 1, 2, 3}, 4},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        if (!brine_codec_available(cases[k].codec))
+            continue;
+        for (int l = 0; l < cases[k].nlevels; l++) {
+            brine_chunk_codec c;
+            char why[200];
+            assert_int_equal(brine_chunk__resolve(&c, cases[k].codec, cases[k].levels[l], why,
+                                                  sizeof why), 0);
+            /* Small chunks too: ISA-L sizes (and clears) its hash by the input. */
+            static const size_t x_len[] = {96, 4096, 131072 * 8};
+            for (size_t xl = 0; xl < sizeof x_len / sizeof x_len[0]; xl++) {
+                size_t len1 = 0, len2 = 0, len3 = 0;
+                uint32_t m1 = 0, m2 = 0, m3 = 0;
+                assert_int_equal(brine_chunk__encode(x, x_len[xl], 8, &c, scratch, first, &len1, &m1), 0);
+                for (int round = 0; round < 3; round++) {
+                    assert_int_equal(brine_chunk__encode(y, raw_len, 8, &c, scratch, other, &len2, &m2), 0);
+                    /* Leave garbage where the codec's next buffers are likely to come from. */
+                    for (size_t junk = 4096; junk <= ((size_t)2 << 20); junk *= 2) {
+                        void *p = malloc(junk + 64 * round);
+                        assert_non_null(p);
+                        memset(p, 0x5a + round, junk + 64 * round);
+                        free(p);
+                    }
+                    assert_int_equal(brine_chunk__encode(x, x_len[xl], 8, &c, scratch, again, &len3, &m3), 0);
+                    if (len1 != len3 || m1 != m3 || memcmp(first, again, len1) != 0) {
+                        print_error("%s level %d: a %zu-byte chunk encoded to different bytes\n",
+                                    brine_codec_name(cases[k].codec), cases[k].levels[l], x_len[xl]);
+                        fail();
+                    }
+                }
+            }
+        }
+    }
+    free(again);
+    free(other);
+    free(first);
+    free(scratch);
+    free(y);
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1463,6 +1528,7 @@ int main(void)
         cmocka_unit_test(test_codec_none),
         cmocka_unit_test(test_inflater_corruption),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_encode_is_deterministic),
         cmocka_unit_test(test_hdf5_writes_brine_reads),
         cmocka_unit_test(test_brine_writes_hdf5_reads),
         cmocka_unit_test(test_codec_throughput),

@@ -12,6 +12,15 @@
  *  - next to a good older checkpoint, brine_restore returns 0 with exactly
  *    the data of one of the two.
  *
+ * BRINE_CORRUPT_RANDOM_BITS=N (N > 0; the long tier runs 100,000) replaces
+ * the sweep with N single-bit flips at random positions of a larger
+ * checkpoint (every registered variable, a 1,300 x 512 f64 array in 6
+ * chunks: more datasets, object headers and chunk-index entries), data and
+ * metadata alike: distinct bits while N <= the file's bits, drawn with a
+ * seeded generator; every 16th flip also next to the older checkpoint; no
+ * truncations.  The seed is printed; BRINE_CORRUPT_SEED=<seed> replays the
+ * same positions (the file differs only in its "created" text).
+ *
  * BRINE_CORRUPT_STRICT=1 (the default tier) fails the run on a torn load, a
  * wrong step, a crash or a hang; without it they are counted and printed.
  *
@@ -31,6 +40,10 @@
 #include "rel_util.h"
 
 static char current[256] = "setup";
+
+/* The checkpoint's state: lean (the small file of the sweep) or everything (random bits). */
+static size_t big_rows = 300;
+static int lean_state = 1;
 
 static int strict_step;   /* a wrong reported step fails the run */
 static int tolerate_torn; /* BRINE_CORRUPT_TOLERATE_TORN=1: torn loads are counted, not failed */
@@ -143,9 +156,9 @@ static void worker(int w, const char *top, const kase *cases, long ncases, const
 {
     rel_state s;
     char alone[700], pair[700], af[800], pf[800], p1[800];
-    if (rel_state_init(&s, 300, 1))
+    if (rel_state_init(&s, big_rows, 1))
         _exit(2);
-    s.lean = 1;
+    s.lean = lean_state;
     snprintf(alone, sizeof alone, "%s/w%d-alone", top, w);
     snprintf(pair, sizeof pair, "%s/w%d-pair", top, w);
     rel_ckpt_path(af, sizeof af, alone, 2);
@@ -190,10 +203,15 @@ int main(void)
     strict_step = strict || (int)rel_env_long("BRINE_CORRUPT_STRICT_STEP", 0);
     tolerate_torn = !strict && (int)rel_env_long("BRINE_CORRUPT_TOLERATE_TORN", 0);
 
+    const long random_bits = rel_env_long("BRINE_CORRUPT_RANDOM_BITS", 0);
+    if (random_bits > 0) {
+        big_rows = 1300; /* 6 chunks of <= 256 rows */
+        lean_state = 0;
+    }
     rel_state s;
-    if (rel_state_init(&s, 300, 1))
+    if (rel_state_init(&s, big_rows, 1))
         return 2;
-    s.lean = 1;
+    s.lean = lean_state;
     char top[512], gen[600], p[700];
     rel_mkdtemp(top, sizeof top, "corrupt");
     snprintf(gen, sizeof gen, "%s/gen", top);
@@ -221,10 +239,49 @@ int main(void)
     /* Every offset, alone (one bit, or all eight); next to the older checkpoint every
      * offset in the long tier, every 16th in the quick one.  Truncations: every length in the
      * long tier; in the quick one the first 256, the last 64 and every 64th. */
-    const long max_cases = (long)len * 16 * 2 + 16;
+    const long max_cases = random_bits > 0 ? random_bits + random_bits / 16 + 16
+                                           : (long)len * 16 * 2 + 16;
     kase *cases = calloc((size_t)max_cases, sizeof *cases);
     long n = 0, nflip = 0, ntrunc = 0;
-    for (size_t off = 0; off < len; off++)
+    if (random_bits > 0) {
+        uint64_t seed = (uint64_t)rel_now() * 1000003u ^ (uint64_t)getpid() << 20;
+        const char *e = getenv("BRINE_CORRUPT_SEED");
+        if (e && *e)
+            seed = strtoull(e, NULL, 0);
+        printf("corrupt_bytes: %ld random bits, seed %llu (replay: BRINE_CORRUPT_SEED=%llu "
+               "BRINE_CORRUPT_RANDOM_BITS=%ld)\n", random_bits, (unsigned long long)seed,
+               (unsigned long long)seed, random_bits);
+        /* A Fisher-Yates shuffle of the file's bit indices, drawn lazily: flip i takes the
+         * i-th of a random permutation, so the flips are distinct while N <= 8 * len. */
+        const size_t nbits = len * 8;
+        uint32_t *perm = malloc(nbits * sizeof *perm);
+        if (!cases || !perm)
+            return 2;
+        for (size_t i = 0; i < nbits; i++)
+            perm[i] = (uint32_t)i;
+        uint64_t x = seed;
+        for (long i = 0; i < random_bits; i++) {
+            const size_t j = (size_t)i % nbits;
+            if (j == 0 && i > 0) /* more flips than bits: a fresh permutation */
+                for (size_t t = 0; t < nbits; t++)
+                    perm[t] = (uint32_t)t;
+            /* splitmix64 */
+            uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            z ^= z >> 31;
+            const size_t r = j + (size_t)(z % (nbits - j));
+            const uint32_t pick = perm[r];
+            perm[r] = perm[j];
+            perm[j] = pick;
+            cases[n++] = (kase){0, (int)(pick % 8), 0, pick / 8};
+            if (i % 16 == 0)
+                cases[n++] = (kase){0, (int)(pick % 8), 1, pick / 8};
+            nflip++;
+        }
+        free(perm);
+    }
+    for (size_t off = 0; random_bits <= 0 && off < len; off++)
         for (int b = 0; b < (all_bits ? 8 : 1); b++) {
             const int bit = all_bits ? b : (int)((off * 3 + off / 8) % 8);
             cases[n++] = (kase){0, bit, 0, off};
@@ -232,7 +289,7 @@ int main(void)
                 cases[n++] = (kase){0, bit, 1, off};
             nflip++;
         }
-    for (size_t l = 0; l < len; l++) {
+    for (size_t l = 0; random_bits <= 0 && l < len; l++) {
         if (!all_bits && !(l < 256 || l + 64 > len || l % 64 == 0))
             continue;
         cases[n++] = (kase){1, 0, 0, l};
@@ -240,9 +297,11 @@ int main(void)
             cases[n++] = (kase){1, 0, 1, l};
         ntrunc++;
     }
-    printf("corrupt_bytes: checkpoint of %zu bytes (%zu x %d f64 in 2 chunks, a small array, "
+    printf("corrupt_bytes: checkpoint of %zu bytes (%zu x %d f64 in %zu chunks, %s, "
            "scalars, a string); %ld flips, %ld truncations, %ld restores, 2 workers%s\n",
-           len, s.big_rows, REL_BIG_COLS, nflip, ntrunc, n, all_bits ? "; all bits" : "");
+           len, s.big_rows, REL_BIG_COLS, (s.big_rows + 255) / 256,
+           lean_state ? "a small array" : "5 small arrays", nflip, ntrunc, n,
+           random_bits > 0 ? "; random bits" : all_bits ? "; all bits" : "");
 
     shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
@@ -288,6 +347,8 @@ int main(void)
     }
     printf("  %.1f s\n", rel_now() - t0);
     for (int g = 0; g < 4; g++) {
+        if (!sh->c[g].cases && !sh->crashes[g])
+            continue; /* random bits: no truncations */
         report(group_name[g], &sh->c[g]);
         if (sh->crashes[g])
             printf("    %ld CRASHES or HANGS (the process died inside brine_restore, or did not "
