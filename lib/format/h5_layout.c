@@ -552,23 +552,6 @@ int brine_h5__check_header(const uint8_t *head, size_t n, char *why, size_t whyl
     return 0;
 }
 
-/*
- * Chunks kept from the verification pass so the decode pass does not read
- * them again: per dataset, the stored bytes of each chunk it holds.
- */
-typedef struct cached_chunk {
-    uint8_t *data; /* NULL: not cached */
-    size_t len;
-    uint32_t hmask; /* as HDF5 returned it */
-} cached_chunk;
-
-typedef struct dataset_cache {
-    struct dataset_cache *next;
-    uint64_t nchunks;
-    cached_chunk *chunks;
-    char path[];
-} dataset_cache;
-
 struct brine_h5_reader {
     hid_t file;
     const brine_allocator *alloc;
@@ -577,8 +560,6 @@ struct brine_h5_reader {
     uint8_t *stream;
     size_t len;
     size_t nbuffers;
-    size_t cache_left;      /* bytes the chunk cache may still take */
-    dataset_cache *caches;
     char path[];
 };
 
@@ -594,7 +575,6 @@ int brine_h5__open(brine_h5_reader **out, const char *path, hid_t fapl, int thre
     memset(r, 0, sizeof *r);
     r->alloc = a;
     r->threads = threads;
-    r->cache_left = BRINE_H5_CHUNK_CACHE_BYTES;
     memcpy(r->path, path, strlen(path) + 1);
     r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     if (r->file < 0) {
@@ -876,55 +856,9 @@ typedef struct read_job {
     const char *name;
     void *mem; /* NULL: verify only */
     chunk_buffers cb;
-    const uint8_t **stored; /* per slot: the chunk's bytes, in cb.stored or in the cache */
-    dataset_cache *cache;   /* this dataset's cached chunks, or NULL */
     brine_error *err;
     int serial_failed;
 } read_job;
-
-/* The cache of dataset path, or NULL. */
-static dataset_cache *find_cache(const brine_h5_reader *r, const char *path)
-{
-    for (dataset_cache *c = r->caches; c; c = c->next)
-        if (strcmp(c->path, path) == 0)
-            return c;
-    return NULL;
-}
-
-/*
- * A new, empty cache for dataset path, or NULL when the budget is spent or
- * memory is short: the cache is an optimisation, never a reason to fail.
- */
-static dataset_cache *new_cache(brine_h5_reader *r, const char *path, uint64_t nchunks)
-{
-    if (r->cache_left == 0 || nchunks > SIZE_MAX / sizeof(cached_chunk))
-        return NULL;
-    dataset_cache *c = brine__alloc(r->alloc, sizeof *c + strlen(path) + 1);
-    if (!c)
-        return NULL;
-    c->chunks = brine__calloc(r->alloc, (size_t)nchunks, sizeof *c->chunks);
-    if (!c->chunks) {
-        brine__free(r->alloc, c);
-        return NULL;
-    }
-    c->nchunks = nchunks;
-    memcpy(c->path, path, strlen(path) + 1);
-    c->next = r->caches;
-    r->caches = c;
-    return c;
-}
-
-static void free_caches(brine_h5_reader *r)
-{
-    while (r->caches) {
-        dataset_cache *c = r->caches;
-        r->caches = c->next;
-        for (uint64_t i = 0; i < c->nchunks; i++)
-            brine__free(r->alloc, c->chunks[i].data);
-        brine__free(r->alloc, c->chunks);
-        brine__free(r->alloc, c);
-    }
-}
 
 static int read_step(void *ctx, uint64_t chunk, size_t slot)
 {
@@ -944,31 +878,9 @@ static int read_step(void *ctx, uint64_t chunk, size_t slot)
                            "%zu-byte chunk can take",
                            j->r->path, j->name, chunk, j->path, (unsigned long long)size,
                            g->chunk_bytes);
-    /* The decode pass takes a chunk the verification pass kept, checked already. */
-    cached_chunk *cc = j->cache && chunk < j->cache->nchunks ? &j->cache->chunks[chunk] : NULL;
-    if (j->mem && cc && cc->data) {
-        j->stored[slot] = cc->data;
-        j->cb.lens[slot] = cc->len;
-        j->cb.masks[slot] = brine_mask(j->h, cc->hmask);
-        j->serial_failed = 0;
-        return 0;
-    }
-    uint8_t *into = j->cb.stored + slot * j->cb.bound;
-    if (!j->mem && cc && size <= j->r->cache_left) {
-        uint8_t *keep = brine__alloc(j->r->alloc, (size_t)size);
-        if (keep) {
-            into = keep;
-            cc->data = keep;
-            cc->len = (size_t)size;
-            j->r->cache_left -= (size_t)size;
-        }
-    }
-    j->stored[slot] = into;
-    if (H5Dread_chunk(j->h->dset, H5P_DEFAULT, hoff, &hmask, into) < 0)
+    if (H5Dread_chunk(j->h->dset, H5P_DEFAULT, hoff, &hmask, j->cb.stored + slot * j->cb.bound) < 0)
         return h5fail(j->err, BRINE_ECORRUPT, "%s: variable '%s': reading chunk %" PRIu64 " of %s",
                       j->r->path, j->name, chunk, j->path);
-    if (cc && into == cc->data)
-        cc->hmask = hmask;
     /* Only deflate may be skipped (an incompressible chunk).  A mask that
      * skips the shuffle or the checksum is damage the checksum cannot see. */
     if (brine_mask(j->h, hmask) & ~BRINE_FILTER_DEFLATE)
@@ -986,7 +898,7 @@ static int decode_step(void *ctx, uint64_t chunk, size_t slot, int thread)
 {
     read_job *j = ctx;
     const brine_chunk_geom *g = &j->h->g;
-    const uint8_t *stored = j->stored[slot];
+    const uint8_t *stored = j->cb.stored + slot * j->cb.bound;
     char *why = j->cb.whys + slot * WHY_SIZE;
     if (!j->mem)
         return brine_chunk__verify(stored, j->cb.lens[slot], j->h->pipeline, j->cb.masks[slot], why,
@@ -1009,18 +921,10 @@ static int decode_step(void *ctx, uint64_t chunk, size_t slot, int thread)
 static int chunk_pass(brine_h5_reader *r, const array_handle *h, const char *path,
                       const char *name, void *mem, brine_error *err)
 {
-    read_job j = {r, h, path, name, mem, {0}, NULL, NULL, err, 0};
+    read_job j = {r, h, path, name, mem, {0}, err, 0};
     brine_pipe p = {0};
     if (buffers_alloc(&j.cb, &p, &h->g, r->threads, r->alloc))
         return brine__fail(err, BRINE_ENOMEM, "out of memory for the chunk buffers of '%s'", name);
-    j.stored = brine__calloc(r->alloc, p.nslots, sizeof *j.stored);
-    if (!j.stored) {
-        buffers_free(&j.cb);
-        return brine__fail(err, BRINE_ENOMEM, "out of memory for the chunk buffers of '%s'", name);
-    }
-    j.cache = find_cache(r, path);
-    if (!mem && !j.cache)
-        j.cache = new_cache(r, path, h->g.nchunks);
     p.ctx = &j;
     p.serial = read_step;
     p.parallel = decode_step;
@@ -1028,7 +932,6 @@ static int chunk_pass(brine_h5_reader *r, const array_handle *h, const char *pat
     if (rc && !j.serial_failed)
         rc = brine__fail(err, rc, "%s: variable '%s': chunk %" PRIu64 " of %s: %s", r->path, name,
                          p.failed_chunk, path, j.cb.whys + (p.failed_chunk % p.nslots) * WHY_SIZE);
-    brine__free(r->alloc, (void *)j.stored);
     buffers_free(&j.cb);
     return rc;
 }
@@ -1063,7 +966,6 @@ void brine_h5__close(brine_h5_reader *r)
 {
     if (!r)
         return;
-    free_caches(r);
     if (r->file >= 0)
         H5Fclose(r->file);
     H5Eclear2(H5E_DEFAULT);

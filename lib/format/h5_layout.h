@@ -75,13 +75,6 @@ void brine_h5__abandon(brine_h5_writer *w);
 
 typedef struct brine_h5_reader brine_h5_reader;
 
-/**
- * Stored chunk bytes a reader keeps from brine_h5__verify_array for
- * brine_h5__read_array, so restore reads each of them once: up to this many
- * bytes per open file (the rest is read twice).
- */
-#define BRINE_H5_CHUNK_CACHE_BYTES ((size_t)128 << 20)
-
 /** Bytes of a file's start that brine_h5__check_header needs. */
 #define BRINE_H5_HEADER_BYTES 9
 
@@ -129,8 +122,7 @@ int brine_h5__verify_array(brine_h5_reader *r, const char *path, const char *nam
                            char order, int ndim, const uint64_t *dims, brine_error *err);
 
 /**
- * Decodes dataset path (verified before with the same arguments, whose
- * chunks it may have kept: see BRINE_H5_CHUNK_CACHE_BYTES) into mem
+ * Decodes dataset path (verified before with the same arguments) into mem
  * (row-major over dims, i.e. the variable's memory): chunks are read on this
  * thread and decoded in OpenMP threads straight into mem.
  * @return 0, BRINE_ECORRUPT, BRINE_ENOMEM or BRINE_EHDF5; mem may be

@@ -267,9 +267,7 @@ BRINE_API int brine_save(brine *b, int64_t step);
  * and every chunk of every array matches its fletcher32 checksum (an array
  * stored without checksums is refused): docs/format.md, section 6.  Variables
  * in the checkpoint that are not registered are ignored.  Registered memory is
- * written only once a checkpoint has verified.  Verification reads every
- * chunk; up to 128 MiB of them are kept in memory meanwhile, so that they
- * are not read twice.  (Should reading then fail,
+ * written only once a checkpoint has verified.  (Should reading then fail,
  * e.g. an I/O error, brine falls back to the next checkpoint, which overwrites
  * every variable; only when none succeeds may memory be left partly written,
  * and the error says so.)
