@@ -27,15 +27,8 @@ int brine_codec__isal_deflate(int level, const uint8_t *src, size_t len, uint8_t
      * an OpenMP thread, and allocating it with its level buffer costs
      * microseconds against a millisecond of compressing a chunk.
      */
-    struct isal_zstream *const zs = calloc(1, sizeof *zs);
-    /*
-     * Both zeroed: a small chunk once compressed to different bytes with one
-     * thread and with two (seen in CI, under load), which can only come from
-     * ISA-L reading memory it did not initialise itself, in the stream or in
-     * the level buffer's hash tables.  Files must not depend on the thread
-     * count, so no leftover may reach ISA-L.
-     */
-    uint8_t *const lbuf = level > 0 ? calloc(1, level_buf_size[level]) : NULL;
+    struct isal_zstream *const zs = malloc(sizeof *zs);
+    uint8_t *const lbuf = level > 0 ? malloc(level_buf_size[level]) : NULL;
     int zrc;
 
     assert(level >= 0 && level <= 3 && len <= UINT32_MAX && cap <= UINT32_MAX);
