@@ -300,59 +300,55 @@ static int f_close(void *ctx, int fd)
     return h ? -hard_errno(f) : r;
 }
 
+/*
+ * The fault decision shared by pread and pwrite: 1 to call through (with *n
+ * possibly halved for a short transfer), or 0 with *ret the failure to return.
+ * The retry of an interrupted call is counted as an operation of its own.
+ */
+static int transfer_fault(rel_io *f, int op, int fd, size_t *n, int64_t *ret)
+{
+    if (f->eintr_pending) {
+        f->eintr_pending = 0;
+        f->seq++;
+        f->calls[op]++;
+        if (f->trace && f->seq <= f->trace_cap)
+            f->trace[f->seq] = op;
+        return 1;
+    }
+    if (!hit(f, op))
+        return 1;
+    note_fault(f, NULL, fd);
+    if (f->kind == REL_FAULT_EINTR) {
+        f->eintr_pending = 1;
+        *ret = -EINTR;
+        return 0;
+    }
+    if (f->kind == REL_FAULT_SHORT) {
+        if (*n > 1)
+            *n /= 2;
+        return 1;
+    }
+    *ret = -hard_errno(f);
+    return 0;
+}
+
 static int64_t f_pread(void *ctx, int fd, void *buf, size_t n, uint64_t off)
 {
     rel_io *f = ctx;
-    if (f->eintr_pending) { /* the retry of an interrupted call */
-        f->eintr_pending = 0;
-        f->seq++;
-        f->calls[REL_OP_PREAD]++;
-        if (f->trace && f->seq <= f->trace_cap)
-            f->trace[f->seq] = REL_OP_PREAD;
-        return f->base->pread(f->base->ctx, fd, buf, n, off);
-    }
-    if (hit(f, REL_OP_PREAD)) {
-        note_fault(f, NULL, fd);
-        if (f->kind == REL_FAULT_EINTR) {
-            f->eintr_pending = 1;
-            return -EINTR;
-        }
-        if (f->kind == REL_FAULT_SHORT) {
-            if (n > 1)
-                n /= 2;
-        } else {
-            return -hard_errno(f);
-        }
-    }
+    int64_t ret = 0;
+    if (!transfer_fault(f, REL_OP_PREAD, fd, &n, &ret))
+        return ret;
     return f->base->pread(f->base->ctx, fd, buf, n, off);
 }
 
 static int64_t f_pwrite(void *ctx, int fd, const void *buf, size_t n, uint64_t off)
 {
     rel_io *f = ctx;
+    int64_t ret = 0;
     if (fd >= 0 && fd < 256)
         f->fd_written[fd] = 1;
-    if (f->eintr_pending) {
-        f->eintr_pending = 0;
-        f->seq++;
-        f->calls[REL_OP_PWRITE]++;
-        if (f->trace && f->seq <= f->trace_cap)
-            f->trace[f->seq] = REL_OP_PWRITE;
-        return f->base->pwrite(f->base->ctx, fd, buf, n, off);
-    }
-    if (hit(f, REL_OP_PWRITE)) {
-        note_fault(f, NULL, fd);
-        if (f->kind == REL_FAULT_EINTR) {
-            f->eintr_pending = 1;
-            return -EINTR;
-        }
-        if (f->kind == REL_FAULT_SHORT) {
-            if (n > 1)
-                n /= 2;
-        } else {
-            return -hard_errno(f);
-        }
-    }
+    if (!transfer_fault(f, REL_OP_PWRITE, fd, &n, &ret))
+        return ret;
     return f->base->pwrite(f->base->ctx, fd, buf, n, off);
 }
 
