@@ -90,6 +90,19 @@ typedef enum brine_dtype {
 #define BRINE_FORTRAN_ORDER 1u
 
 /**
+ * brine_register() and brine_read() flag: restore an array stored with
+ * another dtype by converting it.  Without it a dtype difference is
+ * BRINE_EMISMATCH: brine never converts silently.  The conversions allowed
+ * never fail and never wrap: bool to any number; an integer to a wider
+ * integer (unsigned to a wider signed or unsigned, signed to a wider signed);
+ * any integer to any float or complex (rounded as numpy does); float32 and
+ * float64 to either float or either complex; complex64 and complex128 to
+ * either complex.  Everything else (narrowing integers, signed to unsigned,
+ * float to integer, complex to real) stays a mismatch.
+ */
+#define BRINE_CONVERT 2u
+
+/**
  * Pluggable file-system operations (SQLite's VFS, in small).
  *
  * Every file-system operation of the library goes through one of these
@@ -178,10 +191,23 @@ typedef struct brine_options {
     const brine_io_methods *io;     /**< file-system operations; NULL = brine_io_posix() */
     const brine_allocator *alloc;   /**< allocation hook; NULL = malloc/free */
     brine_codec codec;  /**< deflate implementation; default BRINE_CODEC_DEFAULT */
+    unsigned restore_flags; /**< 0 (strict, the default) or BRINE_RESTORE_PARTIAL; since version 2 */
 } brine_options;
 
-#define BRINE_OPTIONS_VERSION 1
-#define BRINE_OPTIONS_INIT { BRINE_OPTIONS_VERSION, "ckpt", 3, 1, 0, NULL, NULL, BRINE_CODEC_DEFAULT }
+/**
+ * brine_options.restore_flags: a registered variable missing from the
+ * checkpoint, or a checkpoint variable that is not registered, does not stop
+ * brine_restore(): it restores every variable present in both, leaves the
+ * others' memory untouched, and lists the differences in
+ * brine_restore_report().  For a program that gained or dropped a variable.
+ * A variable present in both with another dtype or shape is still
+ * BRINE_EMISMATCH.
+ */
+#define BRINE_RESTORE_PARTIAL 1u
+
+/** Version 1 options (without restore_flags) are still accepted. */
+#define BRINE_OPTIONS_VERSION 2
+#define BRINE_OPTIONS_INIT { BRINE_OPTIONS_VERSION, "ckpt", 3, 1, 0, NULL, NULL, BRINE_CODEC_DEFAULT, 0u }
 
 /** Opaque checkpointing context. */
 typedef struct brine brine;
@@ -203,8 +229,8 @@ typedef struct brine brine;
 BRINE_API int brine_open(brine **out, const char *dir, const brine_options *opts);
 
 /**
- * The message of the last failed brine_open() in the calling thread.
- * Valid until the thread's next brine_open().
+ * The message of the last failed brine_open() or brine_reader_open() in the
+ * calling thread.  Valid until the thread's next call of either.
  */
 BRINE_API const char *brine_open_errmsg(void);
 
@@ -230,6 +256,35 @@ BRINE_API void brine_close(brine *b);
  */
 BRINE_API int brine_register(brine *b, const char *name, brine_dtype dtype, void *data,
                              int ndim, const size_t *shape, unsigned flags);
+
+/**
+ * Reallocation callback of a resizable variable (brine_register_resizable).
+ * brine_restore() calls it when the checkpoint's array has another size than
+ * the variable's current one: it must return memory for nbytes bytes (its
+ * content need not be kept: brine overwrites it), or NULL when it cannot
+ * (the restore fails with BRINE_ENOMEM and old stays the variable's memory).
+ * old is the variable's current memory (may be NULL); nbytes may be 0.
+ */
+typedef void *(*brine_resize_fn)(void *ctx, const char *name, void *old, size_t nbytes);
+
+/**
+ * Registers an array whose size may change while the program runs (particle
+ * lists, adaptive meshes).  brine keeps the addresses data and shape, not
+ * their values: every brine_save() reads *data and shape[0..ndim) as they
+ * are then.  brine_restore() accepts a checkpoint whose array has any shape
+ * of this ndim: it sizes the memory with resize (or, when resize is NULL,
+ * with realloc(), so *data must then come from malloc() or be NULL), then
+ * sets *data and shape[] to the restored array's.  When the size is
+ * unchanged the memory is reused.
+ *
+ * *data may be NULL while the array is empty.  ndim is 1..BRINE_MAX_NDIM.
+ * flags: BRINE_FORTRAN_ORDER, BRINE_CONVERT.
+ * @return as brine_register(); brine_save() fails with BRINE_EINVAL when
+ *         *data is NULL for a non-empty shape or the size overflows.
+ */
+BRINE_API int brine_register_resizable(brine *b, const char *name, brine_dtype dtype, void **data,
+                                       int ndim, size_t *shape, unsigned flags,
+                                       brine_resize_fn resize, void *ctx);
 
 /**
  * Registers a NUL-terminated UTF-8 string held in buf[capacity].
@@ -265,9 +320,20 @@ BRINE_API int brine_save(brine *b, int64_t step);
  * with its name, its pickle stream matches its crc32 and decodes, every
  * registered variable is present with the registered dtype, shape and order,
  * and every chunk of every array matches its fletcher32 checksum (an array
- * stored without checksums is refused): docs/format.md, section 6.  Variables
- * in the checkpoint that are not registered are ignored.  Registered memory is
- * written only once a checkpoint has verified.  (Should reading then fail,
+ * stored without checksums is refused): docs/format.md, section 6.
+ *
+ * The checkpoint must hold exactly the registered variables: a registered
+ * name missing from it, a name in it that is not registered, a different
+ * dtype (unless registered with BRINE_CONVERT), shape (unless registered
+ * with brine_register_resizable) or order is BRINE_EMISMATCH, and the
+ * message lists every difference, each with the variable's name and both
+ * dtypes and shapes.  BRINE_RESTORE_PARTIAL relaxes the names (see
+ * brine_options).  Scalars compare by value: an int, float or complex
+ * (Python's or numpy's) restores into any scalar dtype that holds its value's
+ * kind (an integer must fit the registered integer type; a float or int
+ * restores into float and complex scalars).
+ *
+ * Registered memory is written only once a checkpoint has verified.  (Should reading then fail,
  * e.g. an I/O error, brine falls back to the next checkpoint, which overwrites
  * every variable; only when none succeeds may memory be left partly written,
  * and the error says so.)
@@ -279,6 +345,168 @@ BRINE_API int brine_save(brine *b, int64_t step);
  *         candidate's reason in the message.
  */
 BRINE_API int brine_restore(brine *b, int64_t *step);
+
+/**
+ * What the last brine_restore() did not restore under BRINE_RESTORE_PARTIAL:
+ * one line per difference ("variable 'x' is registered but not in the
+ * checkpoint", "'y' is in the checkpoint but not registered").  "" when it
+ * restored exactly the registered variables.  Owned by b; valid until the
+ * next brine_restore() or brine_close().
+ */
+BRINE_API const char *brine_restore_report(const brine *b);
+
+/* ------------------------------------------------------------------------ */
+/* Metadata */
+
+/**
+ * User metadata written into every later checkpoint as root attributes of
+ * the HDF5 file (visible in h5py, h5dump, and Python's Checkpoint.attrs):
+ * program name and version, git revision, input parameters, simulation
+ * time...  Setting a name again replaces its value (and type).  Strings are
+ * stored as fixed-length UTF-8 (so readers never touch HDF5's unchecksummed
+ * global heap); integers as 64-bit signed, doubles as 64-bit IEEE.
+ *
+ * @param name 1..255 bytes of UTF-8 without '/' or control characters, not
+ *             starting with "brine_" and not "step" or "created" (those are
+ *             brine's own: docs/format.md, 2.1).
+ * @return 0; BRINE_EINVAL (bad name, value not UTF-8 or NULL); BRINE_ENOMEM.
+ */
+BRINE_API int brine_set_attr_int(brine *b, const char *name, int64_t value);
+/** As brine_set_attr_int(), for a double. */
+BRINE_API int brine_set_attr_double(brine *b, const char *name, double value);
+/** As brine_set_attr_int(), for a NUL-terminated UTF-8 string (copied). */
+BRINE_API int brine_set_attr_string(brine *b, const char *name, const char *value);
+
+/* ------------------------------------------------------------------------ */
+/* Reading checkpoints without registering: inspection and sized restores */
+
+/** Opaque handle on one open, verified checkpoint file. */
+typedef struct brine_reader brine_reader;
+
+/** What a checkpoint holds under one name (brine_reader_var, brine_find). */
+typedef enum brine_var_kind {
+    BRINE_VAR_ARRAY = 1,  /**< an array (ndim >= 1) */
+    BRINE_VAR_SCALAR = 2, /**< a bool, int, float or complex scalar */
+    BRINE_VAR_STRING = 3, /**< a str */
+    BRINE_VAR_OTHER = 4   /**< a value brine cannot restore (None, a list, bytes...) */
+} brine_var_kind;
+
+/** One variable of a checkpoint. */
+typedef struct brine_var_info {
+    const char *name;      /**< hierarchical name; owned by the reader, valid until it is closed */
+    brine_var_kind kind;
+    /**
+     * Element type of an array.  For a scalar, the type its value has: a
+     * Python bool is BRINE_BOOL, int BRINE_I64 (BRINE_U64 above INT64_MAX),
+     * float BRINE_F64, complex BRINE_C128; a numpy scalar has its own dtype.
+     * -1 for strings and others.
+     */
+    int dtype;
+    int ndim;              /**< 0 for scalars, strings and others */
+    size_t shape[BRINE_MAX_NDIM]; /**< logical shape (as registered, never reversed) */
+    unsigned flags;        /**< BRINE_FORTRAN_ORDER when stored in Fortran order */
+    size_t nbytes;         /**< arrays: bytes of data; strings: bytes without the NUL; else 0 */
+} brine_var_info;
+
+/** Types of user metadata (brine_attr). */
+typedef enum brine_attr_type {
+    BRINE_ATTR_INT = 1,
+    BRINE_ATTR_DOUBLE = 2,
+    BRINE_ATTR_STRING = 3
+} brine_attr_type;
+
+/** One root attribute of a checkpoint. */
+typedef struct brine_attr {
+    const char *name;     /**< owned by the reader */
+    brine_attr_type type;
+    int64_t i;            /**< BRINE_ATTR_INT */
+    double d;             /**< BRINE_ATTR_DOUBLE */
+    const char *s;        /**< BRINE_ATTR_STRING: NUL-terminated, owned by the reader */
+} brine_attr;
+
+/** brine_reader_open() flag: verify every chunk of every array now (section 6 of docs/format.md). */
+#define BRINE_READER_VERIFY 1u
+
+/**
+ * Opens one checkpoint file for reading.  Always checked: the HDF5 header
+ * and metadata checksums, the format version, the step against the name
+ * (when the name is <prefix>-<step>.h5), the pickle stream's CRC-32 and its
+ * decoding.  With BRINE_READER_VERIFY every array's chunks are verified too;
+ * without it brine_read() verifies each array before writing any of it.
+ *
+ * @param opts  only io, alloc and threads are used; NULL for the defaults.
+ * @return 0; BRINE_EINVAL; BRINE_ENOMEM; BRINE_EIO; BRINE_ECORRUPT;
+ *         BRINE_EVERSION; BRINE_EHDF5.  On failure *out is NULL and the
+ *         message is brine_open_errmsg()'s.
+ */
+BRINE_API int brine_reader_open(brine_reader **out, const char *path, const brine_options *opts,
+                                unsigned flags);
+
+/**
+ * Opens the newest checkpoint of b's directory that verifies completely
+ * (BRINE_READER_VERIFY), without looking at the registered variables: for a
+ * program that sizes its memory from the checkpoint (brine_find) before
+ * reading into it (brine_read).  Falls back to older checkpoints as
+ * brine_restore() does.
+ * @param step  receives its step; may be NULL.
+ * @return as brine_restore() (the message is brine_errmsg(b)'s).
+ */
+BRINE_API int brine_restore_begin(brine *b, brine_reader **out, int64_t *step);
+
+/** Closes a reader (brine_restore_begin's too).  NULL is a no-op. */
+BRINE_API void brine_reader_close(brine_reader *r);
+
+/** The reader's file path, as opened. */
+BRINE_API const char *brine_reader_path(const brine_reader *r);
+
+/** The checkpoint's step. */
+BRINE_API int64_t brine_reader_step(const brine_reader *r);
+
+/** Number of variables (leaves of the state: every name but groups). */
+BRINE_API size_t brine_reader_count(const brine_reader *r);
+
+/** Describes variable i (0 .. count-1, in the stream's order).  @return 0 or BRINE_EINVAL. */
+BRINE_API int brine_reader_var(const brine_reader *r, size_t i, brine_var_info *out);
+
+/** Describes the variable name.  @return 0; BRINE_ENOTFOUND (with a message); BRINE_EINVAL. */
+BRINE_API int brine_find(brine_reader *r, const char *name, brine_var_info *out);
+
+/**
+ * Reads variable name into data, which the caller sized from brine_find().
+ * dtype, ndim, shape and flags describe data exactly as brine_register()
+ * would (a scalar is ndim 0); the stored variable must match them (with
+ * BRINE_CONVERT in flags, a convertible dtype is accepted).
+ * @return 0; BRINE_ENOTFOUND; BRINE_EMISMATCH (the message names both
+ *         dtypes and shapes); BRINE_ECORRUPT (the array's chunks do not
+ *         verify: nothing was written); BRINE_EINVAL; BRINE_ENOMEM;
+ *         BRINE_EIO; BRINE_EHDF5.
+ */
+BRINE_API int brine_read(brine_reader *r, const char *name, brine_dtype dtype, void *data, int ndim,
+                         const size_t *shape, unsigned flags);
+
+/**
+ * Reads string variable name into buf[capacity] with its NUL.
+ * @return 0; BRINE_ENOTFOUND; BRINE_EMISMATCH (not a string, or longer than
+ *         capacity - 1 bytes); BRINE_EINVAL.
+ */
+BRINE_API int brine_read_string(brine_reader *r, const char *name, char *buf, size_t capacity);
+
+/**
+ * Number of root attributes readable as brine_attr: integer, float and
+ * fixed-length string scalars (user metadata and brine's brine_host,
+ * brine_threads, brine_format, step).  Variable-length strings (created,
+ * brine_version) are not read: HDF5 keeps them in its unchecksummed global heap.
+ */
+BRINE_API size_t brine_reader_attr_count(const brine_reader *r);
+
+/** Root attribute i (0 .. attr_count-1, in name order).  @return 0 or BRINE_EINVAL. */
+BRINE_API int brine_reader_attr(const brine_reader *r, size_t i, brine_attr *out);
+
+/** The root attribute name.  @return 0; BRINE_ENOTFOUND; BRINE_EINVAL. */
+BRINE_API int brine_find_attr(brine_reader *r, const char *name, brine_attr *out);
+
+/** The cause of the last failure of a call on r ("" when none); as brine_errmsg(). */
+BRINE_API const char *brine_reader_errmsg(const brine_reader *r);
 
 /**
  * The precise cause of the last failure of a call on b ("" when none).
