@@ -1,4 +1,5 @@
 /* Opening and closing contexts, options, error messages. */
+#include <stddef.h>
 #include <string.h>
 
 #include "../common/alloc.h"
@@ -32,12 +33,17 @@ int brine_open(brine **out, const char *dir, const brine_options *opts)
     if (!dir || !*dir)
         return brine__fail(&open_error, BRINE_EINVAL, "brine_open: the directory is NULL or empty");
     if (opts) {
-        if (opts->version != BRINE_OPTIONS_VERSION)
+        if (opts->version != BRINE_OPTIONS_VERSION && opts->version != 1)
             return brine__fail(&open_error, BRINE_EINVAL,
                                "brine_open: options version %u, this library knows %d "
                                "(initialise options with BRINE_OPTIONS_INIT)",
                                opts->version, BRINE_OPTIONS_VERSION);
-        o = *opts;
+        /* A version 1 struct ends before restore_flags: read only what it has. */
+        if (opts->version == 1)
+            memcpy(&o, opts, offsetof(brine_options, restore_flags));
+        else
+            o = *opts;
+        o.version = BRINE_OPTIONS_VERSION;
     }
     if (!o.prefix)
         o.prefix = "ckpt";
@@ -52,6 +58,9 @@ int brine_open(brine **out, const char *dir, const brine_options *opts)
         return brine__fail(&open_error, BRINE_EINVAL, "brine_open: %s", why);
     if (o.threads < 0)
         return brine__fail(&open_error, BRINE_EINVAL, "brine_open: threads %d is negative", o.threads);
+    if (o.restore_flags & ~BRINE_RESTORE_PARTIAL)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: unknown restore_flags 0x%x",
+                           o.restore_flags & ~BRINE_RESTORE_PARTIAL);
     if (o.io && o.io->version != BRINE_IO_METHODS_VERSION)
         return brine__fail(&open_error, BRINE_EINVAL, "brine_open: I/O methods version %u, expected %d",
                            o.io->version, BRINE_IO_METHODS_VERSION);
@@ -89,6 +98,7 @@ void brine_close(brine *b)
         return;
     const brine_allocator *a = b->alloc;
     brine_registry__free(b);
+    brine_attrs__free(b);
     brine__free(a, b->dir);
     brine__free(a, b->prefix);
     brine__free(a, b);

@@ -21,6 +21,15 @@ typedef struct brine_var {
     size_t nbytes;     /**< bytes of data (elements * size); the capacity for strings */
 } brine_var;
 
+/** One user metadata attribute (brine_set_attr_*), written into every checkpoint. */
+typedef struct brine_attr_val {
+    char *name;           /**< owned */
+    brine_attr_type type;
+    int64_t i;            /**< BRINE_ATTR_INT */
+    double d;             /**< BRINE_ATTR_DOUBLE */
+    char *s;              /**< BRINE_ATTR_STRING, owned */
+} brine_attr_val;
+
 struct brine {
     char *dir;
     char *prefix;
@@ -31,10 +40,16 @@ struct brine {
     brine_var *vars;
     size_t nvars;
     size_t cap;
+    brine_attr_val *attrs; /**< user metadata, in the order first set */
+    size_t nattrs;
+    size_t attrs_cap;
     brine_error err;
 };
 
 /** Frees the registry's memory (brine_close). */
 void brine_registry__free(brine *b);
+
+/** Frees the user metadata (brine_close); attrs.c. */
+void brine_attrs__free(brine *b);
 
 #endif
