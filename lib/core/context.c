@@ -10,6 +10,11 @@
 /* brine_open has no context to keep its message in when it fails. */
 static _Thread_local brine_error open_error;
 
+brine_error *brine_context__open_error(void)
+{
+    return &open_error;
+}
+
 const char *brine_open_errmsg(void)
 {
     return open_error.msg;

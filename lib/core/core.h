@@ -19,6 +19,14 @@ typedef struct brine_var {
     uint64_t dims[BRINE_MAX_NDIM];  /**< dataset dims: shape, reversed when order is 'F' */
     char order;        /**< 'C' or 'F', normalised (docs/format.md, 2.3) */
     size_t nbytes;     /**< bytes of data (elements * size); the capacity for strings */
+    unsigned flags;    /**< as registered: BRINE_FORTRAN_ORDER, BRINE_CONVERT */
+    /* Resizable arrays (brine_register_resizable): data, shape, dims, order
+     * and nbytes above are refreshed from these before every save and restore. */
+    int resizable;
+    void **data_ref;
+    size_t *shape_ref;
+    brine_resize_fn resize; /**< NULL: realloc() */
+    void *resize_ctx;
 } brine_var;
 
 /** One user metadata attribute (brine_set_attr_*), written into every checkpoint. */
@@ -43,11 +51,31 @@ struct brine {
     brine_attr_val *attrs; /**< user metadata, in the order first set */
     size_t nattrs;
     size_t attrs_cap;
+    char report[BRINE_ERRMSG_MAX]; /**< brine_restore_report() */
     brine_error err;
 };
 
+/** The order ('C' or 'F') of an array with flags and shape (docs/format.md, 2.3). */
+char brine_registry__order(unsigned flags, int ndim, const uint64_t *shape);
+
+/**
+ * Sets var's shape (ndim extents), dims, order and nbytes from shape and
+ * var->flags.  @return 0, or BRINE_EINVAL (size overflow) with a message.
+ */
+int brine_registry__set_shape(brine_var *var, const uint64_t *shape, brine_error *err);
+
+/**
+ * Reads every resizable variable's current *data and shape (before a save or
+ * a restore).  @return 0, or BRINE_EINVAL (size overflow, NULL data for a
+ * non-empty shape) naming the variable.
+ */
+int brine_registry__refresh(brine *b);
+
 /** Frees the registry's memory (brine_close). */
 void brine_registry__free(brine *b);
+
+/** The calling thread's record of brine_open's and brine_reader_open's last failure; context.c. */
+brine_error *brine_context__open_error(void);
 
 /** Frees the user metadata (brine_close); attrs.c. */
 void brine_attrs__free(brine *b);

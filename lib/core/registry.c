@@ -56,53 +56,130 @@ static int add_var(brine *b, const char *name, brine_var **out)
     return 0;
 }
 
+char brine_registry__order(unsigned flags, int ndim, const uint64_t *shape)
+{
+    int big_extents = 0, empty = 0;
+    for (int d = 0; d < ndim; d++) {
+        big_extents += shape[d] != 1;
+        empty |= shape[d] == 0;
+    }
+    /* F order is kept only where it lays bytes out differently from C
+     * (docs/format.md, 2.3): two or more extents other than 1, and not empty. */
+    return (flags & BRINE_FORTRAN_ORDER) && big_extents >= 2 && !empty ? 'F' : 'C';
+}
+
+int brine_registry__set_shape(brine_var *v, const uint64_t *shape, brine_error *err)
+{
+    size_t nbytes = brine_dtype__info(v->dtype)->size;
+    for (int d = 0; d < v->ndim; d++) {
+        if (shape[d] > SIZE_MAX || brine__mul_overflows(nbytes, (size_t)shape[d], &nbytes))
+            return brine__fail(err, BRINE_EINVAL, "variable '%s': its size overflows size_t",
+                               v->name);
+    }
+    v->nbytes = nbytes;
+    v->order = brine_registry__order(v->flags, v->ndim, shape);
+    for (int d = 0; d < v->ndim; d++) {
+        v->shape[d] = shape[d];
+        v->dims[d] = v->order == 'F' ? shape[v->ndim - 1 - d] : shape[d];
+    }
+    return 0;
+}
+
+int brine_registry__refresh(brine *b)
+{
+    for (size_t i = 0; i < b->nvars; i++) {
+        brine_var *v = &b->vars[i];
+        if (!v->resizable)
+            continue;
+        uint64_t shape[BRINE_MAX_NDIM];
+        for (int d = 0; d < v->ndim; d++)
+            shape[d] = v->shape_ref[d];
+        int rc = brine_registry__set_shape(v, shape, &b->err);
+        if (rc)
+            return rc;
+        v->data = *v->data_ref;
+        if (!v->data && v->nbytes)
+            return brine__fail(&b->err, BRINE_EINVAL,
+                               "resizable variable '%s': its data pointer is NULL but its shape "
+                               "holds %zu bytes",
+                               v->name, v->nbytes);
+    }
+    return 0;
+}
+
+/* The checks brine_register and brine_register_resizable share. */
+static int check_args(brine *b, const char *name, brine_dtype dtype, int ndim, const void *shape,
+                      unsigned flags, int min_ndim)
+{
+    if (!name)
+        return brine__fail(&b->err, BRINE_EINVAL, "brine_register: name is NULL");
+    if (!brine_dtype__info((int)dtype))
+        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': dtype %d is not a brine_dtype",
+                           name, (int)dtype);
+    if (ndim < min_ndim || ndim > BRINE_MAX_NDIM)
+        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': ndim %d is not in %d..%d", name,
+                           ndim, min_ndim, BRINE_MAX_NDIM);
+    if (ndim > 0 && !shape)
+        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': shape is NULL for ndim %d", name,
+                           ndim);
+    if (flags & ~(BRINE_FORTRAN_ORDER | BRINE_CONVERT))
+        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': unknown flags 0x%x", name,
+                           flags & ~(BRINE_FORTRAN_ORDER | BRINE_CONVERT));
+    return 0;
+}
+
 int brine_register(brine *b, const char *name, brine_dtype dtype, void *data, int ndim,
                    const size_t *shape, unsigned flags)
 {
     if (!b)
         return BRINE_EINVAL;
     brine__error_clear(&b->err);
-    if (!name)
-        return brine__fail(&b->err, BRINE_EINVAL, "brine_register: name is NULL");
-    const brine_dtype_info *info = brine_dtype__info((int)dtype);
-    if (!info)
-        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': dtype %d is not a brine_dtype",
-                           name, (int)dtype);
-    if (!data)
-        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': data is NULL", name);
-    if (ndim < 0 || ndim > BRINE_MAX_NDIM)
-        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': ndim %d is not in 0..%d", name,
-                           ndim, BRINE_MAX_NDIM);
-    if (ndim > 0 && !shape)
-        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': shape is NULL for ndim %d", name,
-                           ndim);
-    if (flags & ~BRINE_FORTRAN_ORDER)
-        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': unknown flags 0x%x", name,
-                           flags & ~BRINE_FORTRAN_ORDER);
-    size_t nbytes = info->size;
-    int big_extents = 0;
-    for (int d = 0; d < ndim; d++) {
-        if (brine__mul_overflows(nbytes, shape[d], &nbytes))
-            return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': its size overflows size_t",
-                               name);
-        big_extents += shape[d] != 1;
-    }
-
-    brine_var *v;
-    int rc = add_var(b, name, &v);
+    int rc = check_args(b, name, dtype, ndim, shape, flags, 0);
     if (rc)
         return rc;
-    v->dtype = dtype;
+    if (!data)
+        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': data is NULL", name);
+    uint64_t shp[BRINE_MAX_NDIM];
+    for (int d = 0; d < ndim; d++)
+        shp[d] = shape[d];
+    brine_var probe = {.name = (char *)name, .dtype = dtype, .ndim = ndim, .flags = flags};
+    if ((rc = brine_registry__set_shape(&probe, shp, &b->err)))
+        return rc;
+
+    brine_var *v;
+    if ((rc = add_var(b, name, &v)))
+        return rc;
+    probe.name = v->name;
+    *v = probe;
     v->data = data;
+    b->nvars++;
+    return 0;
+}
+
+int brine_register_resizable(brine *b, const char *name, brine_dtype dtype, void **data, int ndim,
+                             size_t *shape, unsigned flags, brine_resize_fn resize, void *ctx)
+{
+    if (!b)
+        return BRINE_EINVAL;
+    brine__error_clear(&b->err);
+    int rc = check_args(b, name, dtype, ndim, shape, flags, 1);
+    if (rc)
+        return rc;
+    if (!data)
+        return brine__fail(&b->err, BRINE_EINVAL, "variable '%s': data (the pointer's address) is NULL",
+                           name);
+    brine_var *v;
+    if ((rc = add_var(b, name, &v)))
+        return rc;
+    v->dtype = dtype;
     v->ndim = ndim;
-    v->nbytes = nbytes;
-    /* F order is kept only where it lays bytes out differently from C
-     * (docs/format.md, 2.3): two or more extents other than 1, and not empty. */
-    v->order = (flags & BRINE_FORTRAN_ORDER) && big_extents >= 2 && nbytes > 0 ? 'F' : 'C';
-    for (int d = 0; d < ndim; d++) {
-        v->shape[d] = shape[d];
-        v->dims[d] = v->order == 'F' ? shape[ndim - 1 - d] : shape[d];
-    }
+    v->flags = flags;
+    v->resizable = 1;
+    v->data_ref = data;
+    v->shape_ref = shape;
+    v->resize = resize;
+    v->resize_ctx = ctx;
+    v->order = 'C';
     b->nvars++;
     return 0;
 }

@@ -1,199 +1,271 @@
-/* brine_restore: find the newest checkpoint that verifies and load it into the registered memory. */
-#include <errno.h>
-#include <fcntl.h>
+/*
+ * brine_restore: find the newest checkpoint that verifies and matches the
+ * registered variables, and load it into their memory; brine_restore_begin:
+ * the same search, for a reader.
+ */
 #include <inttypes.h>
-#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/alloc.h"
 #include "../format/dtype.h"
-#include "../format/h5_layout.h"
-#include "../format/pickle_decode.h"
 #include "../io/dir_scan.h"
-#include "../io/h5_vfd.h"
-#include "../io/io.h"
+#include "checkpoint.h"
 #include "core.h"
+#include "match.h"
+#include "reader.h"
 
-/* Everything verification learnt about one variable, so the copy phase cannot fail on it. */
+/* Everything verification learnt about one variable, so that copying cannot fail on it. */
 typedef struct planned {
-    const brine_pvalue *value;
-    char *dataset; /* arrays stored out of band: the dataset path, owned */
+    const brine_pvalue *value; /* NULL: not in the checkpoint (BRINE_RESTORE_PARTIAL) */
+    char *dataset;             /* arrays stored out of band: the dataset path, owned */
+    uint64_t dims[BRINE_MAX_NDIM]; /* the stored dataset's dimensions */
+    size_t stored_bytes;       /* arrays: bytes in the stored dtype */
+    size_t new_bytes;          /* resizable arrays: bytes in the registered dtype, stored shape */
 } planned;
 
-static const char *kind_name(brine_pkind k)
+/* A list of differences, as much as fits in a message, counting the rest. */
+typedef struct diffs {
+    const char *sep; /* between differences: "; " in a message, "\n" in a report */
+    char text[BRINE_ERRMSG_MAX];
+    size_t used;
+    size_t count;
+    size_t cut; /* differences that did not fit */
+} diffs;
+
+static void diff_add(diffs *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void diff_add(diffs *d, const char *fmt, ...)
 {
-    switch (k) {
-    case BRINE_PV_NONE: return "None";
-    case BRINE_PV_BOOL: return "a bool";
-    case BRINE_PV_INT: return "an int";
-    case BRINE_PV_FLOAT: return "a float";
-    case BRINE_PV_COMPLEX: return "a complex";
-    case BRINE_PV_STR: return "a str";
-    case BRINE_PV_BYTES: return "bytes";
-    case BRINE_PV_TUPLE: return "a tuple";
-    case BRINE_PV_LIST: return "a list";
-    case BRINE_PV_DICT: return "a dict (a group)";
-    case BRINE_PV_NDARRAY: return "an array";
-    default: return "an unexpected value";
+    char one[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(one, sizeof one, fmt, ap);
+    va_end(ap);
+    d->count++;
+    const char *s = d->used ? d->sep : "";
+    /* Keep room for the "... and N more" tail. */
+    if (d->cut || d->used + strlen(s) + strlen(one) + 64 >= sizeof d->text) {
+        d->cut++;
+        return;
     }
+    d->used += (size_t)snprintf(d->text + d->used, sizeof d->text - d->used, "%s%s", s, one);
 }
 
-/* Whether an integer value fits the dtype's range. */
-static int int_fits(const brine_pvalue *v, brine_dtype d)
+static const char *diff_tail(const diffs *d, char *buf, size_t n)
 {
-    if (v->v.integer.negative) {
-        int64_t x = v->v.integer.i;
-        switch (d) {
-        case BRINE_I8: return x >= INT8_MIN;
-        case BRINE_I16: return x >= INT16_MIN;
-        case BRINE_I32: return x >= INT32_MIN;
-        case BRINE_I64: return 1;
-        default: return 0;
+    if (d->cut)
+        snprintf(buf, n, " ... and %zu more", d->cut);
+    else
+        buf[0] = '\0';
+    return buf;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Walks the checkpoint's tree and records every leaf whose name is not registered. */
+static void find_unregistered(const brine_pvalue *dict, char *path, size_t plen, size_t cap,
+                              const char *const *sorted, size_t n, diffs *out)
+{
+    for (size_t i = 0; i < dict->v.dict.n; i++) {
+        const brine_pvalue *k = dict->v.dict.keys[i], *v = dict->v.dict.values[i];
+        if (k->kind != BRINE_PV_STR) {
+            diff_add(out, "a %s key in group '%.*s' is in the checkpoint (only str keys name variables)",
+                     k->kind == BRINE_PV_INT ? "int" : "non-str", (int)plen, path);
+            continue;
         }
-    }
-    uint64_t u = v->v.integer.u;
-    switch (d) {
-    case BRINE_I8: return u <= INT8_MAX;
-    case BRINE_I16: return u <= INT16_MAX;
-    case BRINE_I32: return u <= INT32_MAX;
-    case BRINE_I64: return u <= INT64_MAX;
-    case BRINE_U8: return u <= UINT8_MAX;
-    case BRINE_U16: return u <= UINT16_MAX;
-    case BRINE_U32: return u <= UINT32_MAX;
-    default: return 1;
+        const size_t klen = k->v.str.len;
+        const int usable = klen > 0 && !memchr(k->v.str.s, '/', klen) && plen + 1 + klen < cap;
+        if (!usable) {
+            diff_add(out, "'%.*s%s%.*s' is in the checkpoint but cannot be a variable name",
+                     (int)plen, path, plen ? "/" : "", (int)(klen > 200 ? 200 : klen), k->v.str.s);
+            continue;
+        }
+        size_t len = plen;
+        if (plen)
+            path[len++] = '/';
+        memcpy(path + len, k->v.str.s, klen);
+        len += klen;
+        path[len] = '\0';
+        const char *key = path;
+        if (bsearch(&key, sorted, n, sizeof *sorted, by_name)) {
+            /* registered: compared by its own check */
+        } else if (v->kind == BRINE_PV_DICT) {
+            find_unregistered(v, path, len, cap, sorted, n, out);
+        } else {
+            diff_add(out, "'%s' is in the checkpoint (%s) but not registered", path,
+                     brine_match__kind_name(v->kind));
+        }
+        path[plen] = '\0';
     }
 }
 
-static double int_as_double(const brine_pvalue *v)
+/* Unregistered names of the checkpoint: into out.  0 or BRINE_ENOMEM. */
+static int unregistered(brine *b, const brine_pvalue *root, diffs *out)
 {
-    return v->v.integer.negative ? (double)v->v.integer.i : (double)v->v.integer.u;
+    int rc = 0;
+    const size_t cap = 8192;
+    const char **sorted = b->nvars ? brine__calloc(b->alloc, b->nvars, sizeof *sorted) : NULL;
+    char *path = brine__alloc(b->alloc, cap);
+    if ((b->nvars && !sorted) || !path) {
+        rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < b->nvars; i++)
+        sorted[i] = b->vars[i].name;
+    if (b->nvars)
+        qsort(sorted, b->nvars, sizeof *sorted, by_name);
+    path[0] = '\0';
+    find_unregistered(root, path, 0, cap, sorted, b->nvars, out);
+done:
+    brine__free(b->alloc, sorted);
+    brine__free(b->alloc, path);
+    return rc;
 }
 
-/* Checks a scalar value against its registered dtype.  0 or BRINE_EMISMATCH. */
-static int check_scalar(brine *b, const char *file, const brine_var *var, const brine_pvalue *v)
+static brine_target target_of(const brine_var *var)
 {
-    const brine_dtype_info *info = brine_dtype__info(var->dtype);
-    int ok = 0;
-    switch (info->kind) {
-    case BRINE_KIND_BOOL: ok = v->kind == BRINE_PV_BOOL; break;
-    case BRINE_KIND_INT:
-    case BRINE_KIND_UINT:
-        if (v->kind == BRINE_PV_INT && !int_fits(v, var->dtype))
-            return brine__fail(&b->err, BRINE_EMISMATCH,
-                               "%s: variable '%s': the value does not fit in %s", file, var->name,
-                               info->name);
-        ok = v->kind == BRINE_PV_INT;
-        break;
-    /* A float may have been edited in Python as an int (1 rather than 1.0): accept it. */
-    case BRINE_KIND_FLOAT: ok = v->kind == BRINE_PV_FLOAT || v->kind == BRINE_PV_INT; break;
-    case BRINE_KIND_COMPLEX:
-        ok = v->kind == BRINE_PV_COMPLEX || v->kind == BRINE_PV_FLOAT || v->kind == BRINE_PV_INT;
-        break;
+    brine_target t = {var->name, "registered", var->is_string, var->nbytes, var->dtype, var->ndim, var->shape,
+                      var->flags, var->resizable};
+    return t;
+}
+
+/*
+ * Matches every registered variable against the checkpoint.  Differences of
+ * names go to names (tolerated under BRINE_RESTORE_PARTIAL), others to hard.
+ */
+static int match_all(brine *b, const brine_pvalue *root, planned *plan, diffs *names, diffs *hard)
+{
+    for (size_t i = 0; i < b->nvars; i++) {
+        const brine_var *var = &b->vars[i];
+        const brine_pvalue *v = brine_pickle__lookup(root, var->name);
+        char why[700];
+        if (!v) {
+            diff_add(names, "variable '%s' is registered but not in the checkpoint", var->name);
+            continue;
+        }
+        const brine_target t = target_of(var);
+        if (brine_match__value(&t, v, why, sizeof why)) {
+            diff_add(hard, "variable '%s' is %s", var->name, why);
+            continue;
+        }
+        plan[i].value = v;
     }
-    if (!ok)
-        return brine__fail(&b->err, BRINE_EMISMATCH,
-                           "%s: variable '%s' is registered as a %s scalar, the checkpoint has %s",
-                           file, var->name, info->name, kind_name(v->kind));
+    return unregistered(b, root, names);
+}
+
+/* Checks and verifies the stored data of every matched array; sizes what copying needs. */
+static int verify_arrays(brine *b, const brine_ckpt *c, const char *file, planned *plan,
+                         size_t *scratch)
+{
+    int rc = 0;
+    for (size_t i = 0; i < b->nvars; i++) {
+        const brine_var *var = &b->vars[i];
+        planned *p = &plan[i];
+        const brine_pvalue *v = p->value;
+        if (!v || v->kind != BRINE_PV_NDARRAY)
+            continue;
+        const int dtype = v->v.array.dtype;
+        const int ndim = v->v.array.ndim;
+        p->stored_bytes = brine_dtype__info(dtype)->size;
+        for (int d = 0; d < ndim; d++) {
+            p->dims[d] = v->v.array.order == 'F' ? v->v.array.shape[ndim - 1 - d] : v->v.array.shape[d];
+            p->stored_bytes *= (size_t)v->v.array.shape[d]; /* the decoder bounded it */
+        }
+        if (var->resizable) {
+            brine_var probe = *var;
+            if ((rc = brine_registry__set_shape(&probe, v->v.array.shape, &b->err))) {
+                brine__error_prefix(&b->err, "%s: ", file);
+                return rc;
+            }
+            p->new_bytes = probe.nbytes;
+        }
+        if (dtype != (int)var->dtype && p->stored_bytes > *scratch)
+            *scratch = p->stored_bytes;
+        if (v->v.array.buffer < 0)
+            continue; /* in-band data: the decoder checked its length against the shape */
+        if ((uint64_t)v->v.array.buffer >= c->nbuffers)
+            return brine__fail(&b->err, BRINE_ECORRUPT,
+                               "%s: variable '%s' uses buffer %" PRId64 " but the file lists %zu",
+                               file, var->name, v->v.array.buffer, c->nbuffers);
+        if (!(p->dataset = brine_ckpt__dataset_path(b->alloc, var->name)))
+            return brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
+        if ((rc = brine_h5__verify_array(c->r, p->dataset, var->name, dtype, v->v.array.order, ndim,
+                                         p->dims, &b->err)))
+            return rc;
+    }
     return 0;
 }
 
-static void store_scalar(const brine_var *var, const brine_pvalue *v)
+/* Gives every resizable array the memory of its stored size; sets *data and shape[]. */
+static int resize_all(brine *b, const planned *plan)
 {
-    double re = 0, im = 0;
-    if (v->kind == BRINE_PV_FLOAT)
-        re = v->v.f;
-    else if (v->kind == BRINE_PV_INT)
-        re = int_as_double(v);
-    else if (v->kind == BRINE_PV_COMPLEX) {
-        re = v->v.c.re;
-        im = v->v.c.im;
+    for (size_t i = 0; i < b->nvars; i++) {
+        brine_var *var = &b->vars[i];
+        const brine_pvalue *v = plan[i].value;
+        if (!var->resizable || !v)
+            continue;
+        void *mem = *var->data_ref;
+        if (plan[i].new_bytes != var->nbytes) {
+            if (var->resize)
+                mem = var->resize(var->resize_ctx, var->name, mem, plan[i].new_bytes);
+            else if (plan[i].new_bytes > 0)
+                mem = realloc(mem, plan[i].new_bytes);
+            if (!mem && plan[i].new_bytes > 0)
+                return brine__fail(&b->err, BRINE_ENOMEM,
+                                   "resizable variable '%s': no memory for its %zu bytes", var->name,
+                                   plan[i].new_bytes);
+            *var->data_ref = mem;
+        }
+        for (int d = 0; d < var->ndim; d++)
+            var->shape_ref[d] = (size_t)v->v.array.shape[d];
+        brine_registry__set_shape(var, v->v.array.shape, &b->err); /* checked by verify_arrays */
+        var->data = mem;
     }
-    void *p = var->data;
-    switch (var->dtype) {
-    case BRINE_BOOL: *(unsigned char *)p = (unsigned char)v->v.b; break;
-    case BRINE_I8: *(int8_t *)p = (int8_t)v->v.integer.i; break;
-    case BRINE_I16: *(int16_t *)p = (int16_t)v->v.integer.i; break;
-    case BRINE_I32: *(int32_t *)p = (int32_t)v->v.integer.i; break;
-    case BRINE_I64: *(int64_t *)p = v->v.integer.i; break;
-    case BRINE_U8: *(uint8_t *)p = (uint8_t)v->v.integer.u; break;
-    case BRINE_U16: *(uint16_t *)p = (uint16_t)v->v.integer.u; break;
-    case BRINE_U32: *(uint32_t *)p = (uint32_t)v->v.integer.u; break;
-    case BRINE_U64: *(uint64_t *)p = v->v.integer.u; break;
-    case BRINE_F32: *(float *)p = (float)re; break;
-    case BRINE_F64: *(double *)p = re; break;
-    case BRINE_C64: ((float *)p)[0] = (float)re; ((float *)p)[1] = (float)im; break;
-    case BRINE_C128: ((double *)p)[0] = re; ((double *)p)[1] = im; break;
-    }
+    return 0;
 }
 
-static void describe_shape(char *out, size_t n, int ndim, const uint64_t *shape, char order)
+/* Copies every matched variable into its memory.  Nothing here can mismatch. */
+static int copy_all(brine *b, const brine_ckpt *c, const planned *plan, void *scratch)
 {
-    size_t used = (size_t)snprintf(out, n, "(");
-    for (int d = 0; d < ndim && used < n; d++)
-        used += (size_t)snprintf(out + used, n - used, "%s%" PRIu64, d ? ", " : "", shape[d]);
-    if (used < n)
-        snprintf(out + used, n - used, "%s) order %c", ndim == 1 ? "," : "", order);
-}
-
-/* Checks an array value against its registered variable and verifies its dataset. */
-static int check_array(brine *b, brine_h5_reader *r, const char *file, const brine_var *var,
-                       const brine_pvalue *v, size_t nbuffers, planned *plan)
-{
-    const brine_dtype_info *info = brine_dtype__info(var->dtype);
-    if (v->kind != BRINE_PV_NDARRAY)
-        return brine__fail(&b->err, BRINE_EMISMATCH,
-                           "%s: variable '%s' is registered as a %s array, the checkpoint has %s",
-                           file, var->name, info->name, kind_name(v->kind));
-    int same = v->v.array.dtype == (int)var->dtype && v->v.array.ndim == var->ndim &&
-               v->v.array.order == var->order;
-    for (int d = 0; same && d < var->ndim; d++)
-        same = v->v.array.shape[d] == var->shape[d];
-    if (!same) {
-        char want[200], got[200];
-        const brine_dtype_info *gi = brine_dtype__info(v->v.array.dtype);
-        describe_shape(want, sizeof want, var->ndim, var->shape, var->order);
-        describe_shape(got, sizeof got, v->v.array.ndim, v->v.array.shape, v->v.array.order);
-        return brine__fail(&b->err, BRINE_EMISMATCH,
-                           "%s: variable '%s' is registered as %s %s, the checkpoint has %s %s", file,
-                           var->name, info->name, want, gi ? gi->name : "?", got);
+    int rc = 0;
+    for (size_t i = 0; i < b->nvars; i++) {
+        const brine_var *var = &b->vars[i];
+        const planned *p = &plan[i];
+        const brine_pvalue *v = p->value;
+        if (!v)
+            continue;
+        if (var->is_string) {
+            memcpy(var->data, v->v.str.s, v->v.str.len);
+            ((char *)var->data)[v->v.str.len] = '\0';
+            continue;
+        }
+        if (var->ndim == 0) {
+            brine_match__store_scalar(var->dtype, var->data, v);
+            continue;
+        }
+        const int dtype = v->v.array.dtype;
+        const int convert = dtype != (int)var->dtype;
+        const size_t n = p->stored_bytes / brine_dtype__info(dtype)->size;
+        if (!p->dataset) {
+            if (convert)
+                brine_dtype__convert(var->data, var->dtype, v->v.array.inband, dtype, n);
+            else if (p->stored_bytes)
+                memcpy(var->data, v->v.array.inband, p->stored_bytes);
+            continue;
+        }
+        void *dst = convert ? scratch : var->data;
+        if ((rc = brine_h5__read_array(c->r, p->dataset, var->name, dtype, v->v.array.order,
+                                       v->v.array.ndim, p->dims, dst, &b->err)))
+            return rc;
+        if (convert)
+            brine_dtype__convert(var->data, var->dtype, scratch, dtype, n);
     }
-    if (v->v.array.buffer < 0) {
-        /* In-band data: the decoder has checked its length against the shape. */
-        plan->dataset = NULL;
-        return 0;
-    }
-    if ((uint64_t)v->v.array.buffer >= nbuffers)
-        return brine__fail(&b->err, BRINE_ECORRUPT,
-                           "%s: variable '%s' uses buffer %" PRId64 " but the file lists %zu", file,
-                           var->name, v->v.array.buffer, nbuffers);
-    /* docs/format.md, 2.3: an array's dataset is /state/<name>. */
-    size_t n = strlen(var->name);
-    if (!(plan->dataset = brine__alloc(b->alloc, n + 8)))
-        return brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
-    memcpy(plan->dataset, "/state/", 7);
-    memcpy(plan->dataset + 7, var->name, n + 1);
-    return brine_h5__verify_array(r, plan->dataset, var->name, var->dtype, var->order, var->ndim,
-                                  var->dims, &b->err);
-}
-
-/* Reads the start of file through the I/O methods and checks it is an HDF5 file brine can verify. */
-static int check_header(brine *b, const char *file)
-{
-    uint8_t head[BRINE_H5_HEADER_BYTES];
-    char why[200];
-    int fd = b->io->open(b->io->ctx, file, O_RDONLY, 0);
-    if (fd < 0)
-        return brine__fail_errno(&b->err, fd, "open of %s failed", file);
-    int rc = brine_io__pread_all(b->io, fd, head, sizeof head, 0);
-    b->io->close(b->io->ctx, fd);
-    if (rc == -EIO)
-        /* Also an unexpected end of file: too short to be a checkpoint. */
-        return brine__fail(&b->err, BRINE_ECORRUPT, "%s: too short or unreadable as HDF5", file);
-    if (rc)
-        return brine__fail_errno(&b->err, rc, "pread of %s failed", file);
-    if (brine_h5__check_header(head, sizeof head, why, sizeof why))
-        return brine__fail(&b->err, BRINE_ECORRUPT, "%s: %s", file, why);
     return 0;
 }
 
@@ -202,103 +274,70 @@ static int check_header(brine *b, const char *file)
  * memory.  *copied tells whether memory was written (then a failure has left
  * it partly written).
  */
-static int restore_file(brine *b, const char *file, int64_t file_step, hid_t fapl, int64_t *step,
-                        int *copied)
+static int restore_file(brine *b, const char *file, int64_t file_step, int64_t *step, int *copied)
 {
     int rc = 0;
-    brine_h5_reader *r = NULL;
-    brine_pickle_doc *doc = NULL;
+    brine_ckpt c;
     planned *plan = NULL;
-    const uint8_t *stream;
-    size_t len, nbuffers;
+    diffs *names = NULL, *hard = NULL;
+    void *scratch = NULL;
+    size_t scratch_bytes = 0;
+    char tail[64];
 
     *copied = 0;
-    if ((rc = check_header(b, file)) ||
-        (rc = brine_h5__open(&r, file, fapl, b->opts.threads, b->alloc, &b->err)) ||
-        (rc = brine_h5__read_pickle(r, &stream, &len, &nbuffers, &b->err)))
-        goto done;
-    /* No checksum covers the step attribute: the name must agree with it. */
-    if (brine_h5__step(r) != file_step) {
-        rc = brine__fail(&b->err, BRINE_ECORRUPT,
-                         "%s: its step attribute says %" PRId64 ", its name %" PRId64, file,
-                         brine_h5__step(r), file_step);
-        goto done;
-    }
-    if ((rc = brine_pickle__decode(&doc, stream, len, b->alloc, &b->err))) {
-        brine__error_prefix(&b->err, "%s: the pickle stream: ", file);
-        goto done;
-    }
-    if (brine_pickle__nbuffers(doc) != nbuffers) {
-        rc = brine__fail(&b->err, BRINE_ECORRUPT,
-                         "%s: the pickle stream takes %" PRIu64 " buffers, the file lists %zu", file,
-                         brine_pickle__nbuffers(doc), nbuffers);
-        goto done;
-    }
-    const brine_pvalue *root = brine_pickle__root(doc);
-    if (root->kind != BRINE_PV_DICT) {
-        rc = brine__fail(&b->err, BRINE_ECORRUPT, "%s: the pickled state is %s, not a dict", file,
-                         kind_name(root->kind));
-        goto done;
-    }
-    if (b->nvars && !(plan = brine__calloc(b->alloc, b->nvars, sizeof *plan))) {
+    if ((rc = brine_ckpt__open(&c, file, file_step, b->io, b->alloc, b->opts.threads, &b->err)))
+        return rc;
+    names = brine__calloc(b->alloc, 2, sizeof *names);
+    plan = b->nvars ? brine__calloc(b->alloc, b->nvars, sizeof *plan) : NULL;
+    if (!names || (b->nvars && !plan)) {
         rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
         goto done;
     }
+    hard = names + 1;
 
-    /* Phase 1: verify everything; nothing is written to registered memory. */
-    for (size_t i = 0; i < b->nvars; i++) {
-        const brine_var *var = &b->vars[i];
-        const brine_pvalue *v = brine_pickle__lookup(root, var->name);
-        if (!v) {
-            rc = brine__fail(&b->err, BRINE_EMISMATCH,
-                             "%s: variable '%s' is registered but not in the checkpoint", file,
-                             var->name);
-            goto done;
-        }
-        plan[i].value = v;
-        if (var->is_string) {
-            if (v->kind != BRINE_PV_STR)
-                rc = brine__fail(&b->err, BRINE_EMISMATCH,
-                                 "%s: variable '%s' is registered as a string, the checkpoint has %s",
-                                 file, var->name, kind_name(v->kind));
-            else if (v->v.str.len + 1 > var->nbytes)
-                rc = brine__fail(&b->err, BRINE_EMISMATCH,
-                                 "%s: string variable '%s' holds %zu bytes in the checkpoint, more "
-                                 "than its capacity of %zu bytes (with the NUL) allows",
-                                 file, var->name, v->v.str.len, var->nbytes);
-        } else if (var->ndim == 0) {
-            rc = check_scalar(b, file, var, v);
-        } else {
-            rc = check_array(b, r, file, var, v, nbuffers, &plan[i]);
-        }
-        if (rc)
-            goto done;
+    /* Phase 1: match and verify everything; nothing is written to registered memory. */
+    /* Without BRINE_RESTORE_PARTIAL a difference of names is as hard as any. */
+    const int partial = (b->opts.restore_flags & BRINE_RESTORE_PARTIAL) != 0;
+    names->sep = partial ? "\n" : "; ";
+    hard->sep = "; ";
+    if ((rc = match_all(b, c.root, plan, partial ? names : hard, hard)))
+        goto done;
+    if (hard->count) {
+        rc = brine__fail(&b->err, BRINE_EMISMATCH,
+                         "%s: %zu difference%s between the registered variables and the checkpoint: %s%s",
+                         file, hard->count, hard->count == 1 ? "" : "s", hard->text,
+                         diff_tail(hard, tail, sizeof tail));
+        goto done;
+    }
+    if ((rc = verify_arrays(b, &c, file, plan, &scratch_bytes)))
+        goto done;
+    if (scratch_bytes && !(scratch = brine__alloc(b->alloc, scratch_bytes))) {
+        rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory (%zu bytes to convert an array)",
+                         scratch_bytes);
+        goto done;
     }
 
-    /* Phase 2: copy. */
+    /* Phase 2: size resizable arrays, copy. */
     *copied = 1;
-    for (size_t i = 0; i < b->nvars; i++) {
-        const brine_var *var = &b->vars[i];
-        const brine_pvalue *v = plan[i].value;
-        if (var->is_string) {
-            memcpy(var->data, v->v.str.s, v->v.str.len);
-            ((char *)var->data)[v->v.str.len] = '\0';
-        } else if (var->ndim == 0) {
-            store_scalar(var, v);
-        } else if (!plan[i].dataset) {
-            memcpy(var->data, v->v.array.inband, var->nbytes);
-        } else if ((rc = brine_h5__read_array(r, plan[i].dataset, var->name, var->dtype, var->order,
-                                              var->ndim, var->dims, var->data, &b->err))) {
-            goto done;
-        }
+    if ((rc = resize_all(b, plan)) || (rc = copy_all(b, &c, plan, scratch)))
+        goto done;
+    *step = c.step;
+    if (names->count) {
+        /* names->text leaves room for the tail and the newline (diff_add). */
+        const size_t used = strlen(names->text);
+        memcpy(b->report, names->text, used);
+        diff_tail(names, tail, sizeof tail);
+        memcpy(b->report + used, tail, strlen(tail));
+        memcpy(b->report + used + strlen(tail), "\n", 2);
     }
-    *step = brine_h5__step(r);
 done:
+    rc = brine_ckpt__io_failure(&c, rc, file, &b->err);
     for (size_t i = 0; plan && i < b->nvars; i++)
         brine__free(b->alloc, plan[i].dataset);
     brine__free(b->alloc, plan);
-    brine_pickle__free(doc);
-    brine_h5__close(r);
+    brine__free(b->alloc, names);
+    brine__free(b->alloc, scratch);
+    brine_ckpt__close(&c);
     return rc;
 }
 
@@ -317,7 +356,13 @@ static void append_reason(char *all, size_t n, const char *reason)
     all[used] = '\0';
 }
 
-int brine_restore(brine *b, int64_t *step)
+/*
+ * Tries attempt on the committed checkpoints of b, newest first, until one
+ * succeeds.  attempt sets *dirty when it wrote registered memory.
+ */
+typedef int (*attempt_fn)(brine *b, const char *file, int64_t step, void *arg, int *dirty);
+
+static int newest_that_works(brine *b, attempt_fn attempt, void *arg, const char *verb)
 {
     int rc = 0, first_rc = 0, dirty = 0;
     brine_ckpt_entry *list = NULL;
@@ -325,9 +370,6 @@ int brine_restore(brine *b, int64_t *step)
     brine_h5_quiet quiet;
     char reasons[BRINE_ERRMSG_MAX] = "";
 
-    if (!b)
-        return BRINE_EINVAL;
-    brine__error_clear(&b->err);
     brine_h5__quiet_begin(&quiet);
     rc = brine_scan__list(&list, &n, b->io, b->alloc, b->dir, b->prefix, &b->err);
     if (rc)
@@ -339,28 +381,15 @@ int brine_restore(brine *b, int64_t *step)
     }
     for (size_t k = n; k-- > 0;) {
         char file[4096];
-        int64_t got = 0;
-        int copied = 0;
-        brine_vfd_status status = {0};
+        int wrote = 0;
         snprintf(file, sizeof file, "%s/%s-%012" PRId64 ".h5", b->dir, b->prefix, list[k].step);
-        hid_t fapl = brine_vfd__fapl(b->io, &status);
-        if (fapl < 0) {
-            rc = brine__fail(&b->err, BRINE_EHDF5, "cannot set up brine's HDF5 file driver");
-            goto done;
-        }
-        int frc = restore_file(b, file, list[k].step, fapl, &got, &copied);
-        H5Pclose(fapl);
+        int frc = attempt(b, file, list[k].step, arg, &wrote);
         if (frc == 0) {
-            if (step)
-                *step = got;
             rc = 0;
             brine__error_clear(&b->err);
             goto done;
         }
-        if (status.neg_errno)
-            frc = brine__fail_errno(&b->err, status.neg_errno, "%s: %s of %s failed", file,
-                                    status.op, status.path);
-        dirty |= copied;
+        dirty |= wrote;
         if (!first_rc)
             first_rc = frc;
         append_reason(reasons, sizeof reasons, b->err.msg);
@@ -368,10 +397,57 @@ int brine_restore(brine *b, int64_t *step)
         if (frc == BRINE_ENOMEM)
             break;
     }
-    rc = brine__fail(&b->err, first_rc, "no checkpoint in %s could be restored%s: %s", b->dir,
+    rc = brine__fail(&b->err, first_rc, "no checkpoint in %s could be %s%s: %s", b->dir, verb,
                      dirty ? " (registered memory was partly overwritten)" : "", reasons);
 done:
     brine_h5__quiet_end(&quiet);
     brine__free(b->alloc, list);
+    return rc;
+}
+
+static int attempt_restore(brine *b, const char *file, int64_t file_step, void *arg, int *dirty)
+{
+    return restore_file(b, file, file_step, arg, dirty);
+}
+
+int brine_restore(brine *b, int64_t *step)
+{
+    if (!b)
+        return BRINE_EINVAL;
+    brine__error_clear(&b->err);
+    b->report[0] = '\0';
+    int rc = brine_registry__refresh(b);
+    if (rc)
+        return rc;
+    int64_t got = 0;
+    rc = newest_that_works(b, attempt_restore, &got, "restored");
+    if (rc == 0 && step)
+        *step = got;
+    return rc;
+}
+
+const char *brine_restore_report(const brine *b)
+{
+    return b ? b->report : "";
+}
+
+static int attempt_open(brine *b, const char *file, int64_t file_step, void *arg, int *dirty)
+{
+    *dirty = 0;
+    return brine_reader__open(arg, file, file_step, b->io, b->alloc, b->opts.threads,
+                              BRINE_READER_VERIFY, &b->err);
+}
+
+int brine_restore_begin(brine *b, brine_reader **out, int64_t *step)
+{
+    if (!b)
+        return BRINE_EINVAL;
+    brine__error_clear(&b->err);
+    if (!out)
+        return brine__fail(&b->err, BRINE_EINVAL, "brine_restore_begin: out is NULL");
+    *out = NULL;
+    int rc = newest_that_works(b, attempt_open, out, "opened");
+    if (rc == 0 && step)
+        *step = brine_reader_step(*out);
     return rc;
 }

@@ -139,6 +139,8 @@ static int write_file(brine *b, const char *tmp, int64_t step, const uint8_t *st
     }
     if ((rc = brine_h5__create(&w, tmp, fapl, step, &wopts, b->alloc, &b->err)))
         goto done;
+    if ((rc = brine_h5__write_user_attrs(w, b->attrs, b->nattrs, &b->err)))
+        goto done;
     for (size_t k = 0; k < narrays; k++) {
         const brine_var *v = &b->vars[order[k]];
         size_t n = strlen(v->name);
@@ -183,7 +185,7 @@ int brine_save(brine *b, int64_t step)
     if (step < 0 || step > BRINE_MAX_STEP)
         return brine__fail(&b->err, BRINE_EINVAL, "brine_save: step %" PRId64 " is not in 0..%" PRId64,
                            step, BRINE_MAX_STEP);
-    if ((rc = check_strings(b)))
+    if ((rc = check_strings(b)) || (rc = brine_registry__refresh(b)))
         return rc;
     if ((rc = brine_publish__paths(final, sizeof final, tmp, sizeof tmp, b->dir, b->prefix, step,
                                    &b->err)))

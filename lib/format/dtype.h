@@ -26,4 +26,18 @@ const brine_dtype_info *brine_dtype__info(int dtype);
 /** The dtype whose numpy string is s (as written by brine: "<f8", "|b1"...), or -1. */
 int brine_dtype__from_numpy(const char *s, size_t len);
 
+/**
+ * Whether BRINE_CONVERT allows restoring an array of dtype from into memory
+ * of dtype to (brine.h, BRINE_CONVERT): conversions that never fail and
+ * never wrap.  1 or 0; 1 when from == to.
+ */
+int brine_dtype__can_convert(int from, int to);
+
+/**
+ * Converts n elements of src (dtype from, any alignment) into dst (dtype to,
+ * any alignment), as numpy's astype does.  brine_dtype__can_convert(from, to)
+ * must hold.  A bool source element is true when its byte is not 0.
+ */
+void brine_dtype__convert(void *dst, int to, const void *src, int from, size_t n);
+
 #endif

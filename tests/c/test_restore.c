@@ -909,7 +909,7 @@ static void test_mismatch_falls_back(void **state)
     tu_rmtree(dir);
 }
 
-static void test_extra_variables_ignored(void **state)
+static void test_extra_variables(void **state)
 {
     (void)state;
     const int64_t steps[1] = {3};
@@ -919,15 +919,32 @@ static void test_extra_variables_ignored(void **state)
     sim_state *s = state_new(), *want = state_new();
     state_sentinel(s);
     state_fill(want, 3);
-    brine *b = tu_open(dir, NULL);
     const size_t sm[2] = {MX, MY};
+
+    /* by default the unregistered ones are a mismatch, each named, and nothing is written */
+    brine *b = tu_open(dir, NULL);
     OK(b, brine_register(b, "grid/mask", BRINE_BOOL, s->mask, 2, sm, 0));
     OK(b, brine_register(b, "n", BRINE_I64, &s->n, 0, NULL, 0));
     int64_t step = 0;
+    EXPECT_RC(b, BRINE_EMISMATCH, brine_restore(b, &step));
+    MSG_HAS(b, "'grid/u' is in the checkpoint (an array) but not registered");
+    MSG_HAS(b, "'t' is in the checkpoint (a float) but not registered");
+    MSG_HAS(b, "'name' is in the checkpoint (a str) but not registered");
+    const unsigned char *m = (const unsigned char *)s->mask;
+    for (size_t i = 0; i < sizeof s->mask; i++)
+        assert_int_equal(m[i], 0xA5);
+    brine_close(b);
+
+    /* BRINE_RESTORE_PARTIAL restores the subset and reports the rest */
+    b = tu_open_partial(dir);
+    OK(b, brine_register(b, "grid/mask", BRINE_BOOL, s->mask, 2, sm, 0));
+    OK(b, brine_register(b, "n", BRINE_I64, &s->n, 0, NULL, 0));
     OK(b, brine_restore(b, &step));
     assert_int_equal(step, 3);
     assert_memory_equal(s->mask, want->mask, sizeof s->mask);
     assert_int_equal(s->n, want->n);
+    assert_non_null(strstr(brine_restore_report(b), "'grid/u' is in the checkpoint (an array) but not registered\n"));
+    assert_non_null(strstr(brine_restore_report(b), "'t' is in the checkpoint (a float) but not registered\n"));
     /* the unregistered ones were not written anywhere */
     const unsigned char *u = (const unsigned char *)s->u;
     for (size_t i = 0; i < sizeof s->u; i++)
@@ -1561,7 +1578,7 @@ int main(void)
         cmocka_unit_test(test_read_error_falls_back),
         cmocka_unit_test(test_mismatch),
         cmocka_unit_test(test_mismatch_falls_back),
-        cmocka_unit_test(test_extra_variables_ignored),
+        cmocka_unit_test(test_extra_variables),
         cmocka_unit_test(test_temp_files),
         cmocka_unit_test(test_failed_save_readonly_dir),
         cmocka_unit_test(test_save_pwrite_enospc_persistent),

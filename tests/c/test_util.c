@@ -30,6 +30,13 @@ brine *tu_open(const char *dir, const brine_options *o)
     return b;
 }
 
+brine *tu_open_partial(const char *dir)
+{
+    brine_options o = BRINE_OPTIONS_INIT;
+    o.restore_flags = BRINE_RESTORE_PARTIAL;
+    return tu_open(dir, &o);
+}
+
 const char *tu_tmpdir(void)
 {
     static char slots[16][512];

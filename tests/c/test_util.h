@@ -40,6 +40,9 @@
 /** brine_open() on dir with options o (NULL for defaults); fails the test, printing brine_open_errmsg(), if it does not succeed. */
 brine *tu_open(const char *dir, const brine_options *o);
 
+/** tu_open() with default options but BRINE_RESTORE_PARTIAL: for restoring a subset of what was saved. */
+brine *tu_open_partial(const char *dir);
+
 /** Creates a fresh empty directory under $TMPDIR (or /tmp) and returns its path (static storage per call slot). */
 const char *tu_tmpdir(void);
 
