@@ -5,11 +5,16 @@
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "../common/alloc.h"
+#include "../common/text.h"
+/* Only for the definition of brine_attr_val, the user metadata both layers pass around. */
+#include "../core/core.h"
 #include "chunk_codec.h"
 #include "chunk_pipeline.h"
 #include "dtype.h"
@@ -158,6 +163,22 @@ static int write_str_attr(hid_t obj, const char *name, const char *value, brine_
     return rc;
 }
 
+/* A scalar fixed-length UTF-8 string, NULLPAD, of value's byte length (1 for ""): docs/format.md, 2.1. */
+static int write_fixed_str_attr(hid_t obj, const char *name, const char *value, brine_error *err)
+{
+    const size_t len = strlen(value);
+    int rc = 0;
+    hid_t t = H5Tcopy(H5T_C_S1);
+    /* An empty string is stored as one NUL byte: value's terminator. */
+    if (t < 0 || H5Tset_size(t, len ? len : 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0 ||
+        H5Tset_cset(t, H5T_CSET_UTF8) < 0)
+        rc = h5fail(err, BRINE_EHDF5, "creating the string type of attribute %s", name);
+    else
+        rc = write_attr(obj, name, t, value, err);
+    close_id(&t, H5Tclose);
+    return rc;
+}
+
 /* Reads a scalar integer attribute as int64.  0, BRINE_ECORRUPT or BRINE_EHDF5. */
 static int read_int_attr(hid_t obj, const char *name, int64_t *out, const char *where,
                          brine_error *err)
@@ -199,6 +220,17 @@ static int thread_count(int requested)
     return requested > 0 ? requested : omp_get_max_threads();
 }
 
+/* This machine's name into out (n > 1 bytes); "" when it is unknown or not UTF-8. */
+static void host_name(char *out, size_t n)
+{
+    assert(n > 1);
+    if (gethostname(out, n - 1) != 0)
+        out[0] = '\0';
+    out[n - 1] = '\0'; /* gethostname need not terminate a truncated name */
+    if (!brine__utf8_valid(out, strlen(out)))
+        out[0] = '\0';
+}
+
 int brine_h5__create(brine_h5_writer **out, const char *path, hid_t fapl, int64_t step,
                      const brine_h5_write_opts *opts, const brine_allocator *a, brine_error *err)
 {
@@ -233,11 +265,16 @@ int brine_h5__create(brine_h5_writer **out, const char *path, hid_t fapl, int64_
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char host[256];
+    host_name(host, sizeof host);
+    const int64_t threads = thread_count(w->opts.threads);
     const int32_t format = BRINE_FORMAT_VERSION;
     if ((rc = write_attr(w->file, "brine_format", H5T_STD_I32LE, &format, err)) ||
         (rc = write_str_attr(w->file, "brine_version", BRINE_VERSION_STRING, err)) ||
         (rc = write_attr(w->file, "step", H5T_STD_I64LE, &step, err)) ||
-        (rc = write_str_attr(w->file, "created", created, err)))
+        (rc = write_str_attr(w->file, "created", created, err)) ||
+        (rc = write_fixed_str_attr(w->file, "brine_host", host, err)) ||
+        (rc = write_attr(w->file, "brine_threads", H5T_STD_I64LE, &threads, err)))
         goto done;
 done:
     if (rc) {
@@ -246,6 +283,22 @@ done:
     }
     *out = w;
     return 0;
+}
+
+int brine_h5__write_user_attrs(brine_h5_writer *w, const brine_attr_val *attrs, size_t n,
+                               brine_error *err)
+{
+    int rc = 0;
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        const brine_attr_val *v = &attrs[k];
+        switch (v->type) {
+        case BRINE_ATTR_INT: rc = write_attr(w->file, v->name, H5T_STD_I64LE, &v->i, err); break;
+        case BRINE_ATTR_DOUBLE: rc = write_attr(w->file, v->name, H5T_IEEE_F64LE, &v->d, err); break;
+        case BRINE_ATTR_STRING: rc = write_fixed_str_attr(w->file, v->name, v->s, err); break;
+        default: assert(!"brine_attr_val of an unknown type");
+        }
+    }
+    return rc;
 }
 
 /* "/state/<name>" into a new string. */
@@ -960,6 +1013,215 @@ int brine_h5__read_array(brine_h5_reader *r, const char *path, const char *name,
         rc = chunk_pass(r, &h, path, name, mem, err);
     H5Dclose(h.dset);
     return rc;
+}
+
+/* ---------------------------------------------------------------- root attributes (reading) */
+
+void brine_h5__free_attrs(const brine_allocator *a, brine_attr_val *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        brine__free(a, v[i].name);
+        brine__free(a, v[i].s);
+    }
+    brine__free(a, v);
+}
+
+/* The attributes read so far, as brine_h5__read_attrs lists them. */
+typedef struct attr_list {
+    brine_h5_reader *r;
+    brine_attr_val *v;
+    size_t n, cap;
+    size_t seen; /* attributes visited, read or skipped */
+    brine_error *err;
+    int rc;      /* the failure that stopped the iteration */
+} attr_list;
+
+/* Appends an attribute of name to l: the value is the caller's to set.  NULL when out of memory. */
+static brine_attr_val *attr_append(attr_list *l, const char *name)
+{
+    if (l->n == l->cap) {
+        const size_t cap = l->cap ? 2 * l->cap : 16;
+        void *p = l->v;
+        if (brine__resize(l->r->alloc, &p, l->n * sizeof *l->v, cap * sizeof *l->v))
+            return NULL;
+        l->v = p;
+        l->cap = cap;
+    }
+    brine_attr_val *v = &l->v[l->n];
+    memset(v, 0, sizeof *v);
+    v->name = brine__strdup(l->r->alloc, name);
+    if (!v->name)
+        return NULL;
+    l->n++;
+    return v;
+}
+
+/*
+ * Reads root attribute name into l when its type is one brine_attr holds;
+ * skips it otherwise.  0, BRINE_ECORRUPT, BRINE_ENOMEM or BRINE_EHDF5.
+ */
+static int read_one_attr(attr_list *l, hid_t loc, const char *name)
+{
+    int rc = 0;
+    hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    const char *path = l->r->path;
+    char *s = NULL;
+    brine_attr_val val = {0};
+
+    /* Not UTF-8: no brine writer wrote it, and no caller could name it. */
+    if (!brine__utf8_valid(name, strlen(name)))
+        goto done;
+    attr = H5Aopen(loc, name, H5P_DEFAULT);
+    if (attr < 0) {
+        rc = h5fail(l->err, BRINE_ECORRUPT, "%s: opening root attribute '%s'", path, name);
+        goto done;
+    }
+    type = H5Aget_type(attr);
+    space = H5Aget_space(attr);
+    if (type < 0 || space < 0) {
+        rc = h5fail(l->err, BRINE_ECORRUPT, "%s: reading the type of root attribute '%s'", path, name);
+        goto done;
+    }
+    if (H5Sget_simple_extent_type(space) != H5S_SCALAR)
+        goto done; /* skipped */
+    const size_t size = H5Tget_size(type);
+    switch (H5Tget_class(type)) {
+    case H5T_INTEGER: {
+        const H5T_sign_t sign = H5Tget_sign(type);
+        if (size == 0 || size > 8 || (sign != H5T_SGN_NONE && sign != H5T_SGN_2))
+            goto done;
+        herr_t got;
+        if (sign == H5T_SGN_NONE) {
+            /* Read as uint64: HDF5 would clip a larger value into int64 without a word. */
+            uint64_t u = 0;
+            got = H5Aread(attr, H5T_NATIVE_UINT64, &u);
+            if (got >= 0 && u > (uint64_t)INT64_MAX)
+                goto done;
+            val.i = (int64_t)u;
+        } else {
+            got = H5Aread(attr, H5T_NATIVE_INT64, &val.i);
+        }
+        if (got < 0) {
+            rc = h5fail(l->err, BRINE_ECORRUPT, "%s: reading root attribute '%s'", path, name);
+            goto done;
+        }
+        val.type = BRINE_ATTR_INT;
+        break;
+    }
+    case H5T_FLOAT:
+        if (size == 0 || size > 16)
+            goto done;
+        if (H5Aread(attr, H5T_NATIVE_DOUBLE, &val.d) < 0) {
+            rc = h5fail(l->err, BRINE_ECORRUPT, "%s: reading root attribute '%s'", path, name);
+            goto done;
+        }
+        val.type = BRINE_ATTR_DOUBLE;
+        break;
+    case H5T_STRING: {
+        /* Variable-length strings live in the unchecksummed global heap: never read. */
+        const htri_t variable = H5Tis_variable_str(type);
+        if (variable < 0) {
+            rc = h5fail(l->err, BRINE_EHDF5, "%s: inspecting the type of root attribute '%s'", path,
+                        name);
+            goto done;
+        }
+        if (variable || size == 0)
+            goto done;
+        if (size > BRINE_H5_ATTR_STRING_MAX) {
+            rc = brine__fail(l->err, BRINE_ECORRUPT,
+                             "%s: root attribute '%s' is a string of %zu bytes, more than the "
+                             "%zu brine reads",
+                             path, name, size, BRINE_H5_ATTR_STRING_MAX);
+            goto done;
+        }
+        s = brine__alloc(l->r->alloc, size + 1);
+        if (!s) {
+            rc = brine__fail(l->err, BRINE_ENOMEM, "%s: out of memory reading root attribute '%s'",
+                             path, name);
+            goto done;
+        }
+        /* Read with the file's own type: the bytes as stored, no conversion. */
+        if (H5Aread(attr, type, s) < 0) {
+            rc = h5fail(l->err, BRINE_ECORRUPT, "%s: reading root attribute '%s'", path, name);
+            goto done;
+        }
+        s[size] = '\0';
+        if (!brine__utf8_valid(s, strlen(s)))
+            goto done;
+        val.type = BRINE_ATTR_STRING;
+        break;
+    }
+    default:
+        goto done; /* enums, compounds, arrays, references...: skipped */
+    }
+    brine_attr_val *v = attr_append(l, name);
+    if (!v) {
+        rc = brine__fail(l->err, BRINE_ENOMEM, "%s: out of memory reading root attribute '%s'", path,
+                         name);
+        goto done;
+    }
+    v->type = val.type;
+    v->i = val.i;
+    v->d = val.d;
+    v->s = s;
+    s = NULL;
+done:
+    brine__free(l->r->alloc, s);
+    close_id(&space, H5Sclose);
+    close_id(&type, H5Tclose);
+    close_id(&attr, H5Aclose);
+    return rc;
+}
+
+static herr_t visit_attr(hid_t loc, const char *name, const H5A_info_t *info, void *data)
+{
+    attr_list *l = data;
+    (void)info;
+    if (++l->seen > BRINE_H5_ATTRS_MAX) {
+        l->rc = brine__fail(l->err, BRINE_ECORRUPT, "%s has more than %d root attributes",
+                            l->r->path, BRINE_H5_ATTRS_MAX);
+        return -1;
+    }
+    l->rc = read_one_attr(l, loc, name);
+    return l->rc ? -1 : 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const brine_attr_val *)a)->name, ((const brine_attr_val *)b)->name);
+}
+
+int brine_h5__read_attrs(brine_h5_reader *r, brine_attr_val **out, size_t *n, brine_error *err)
+{
+    int rc = 0;
+    attr_list l = {r, NULL, 0, 0, 0, err, 0};
+    hsize_t idx = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (H5Aiterate2(r->file, H5_INDEX_NAME, H5_ITER_INC, &idx, visit_attr, &l) < 0) {
+        rc = l.rc ? l.rc : h5fail(err, BRINE_ECORRUPT, "%s: listing the root attributes", r->path);
+        H5Eclear2(H5E_DEFAULT);
+        goto done;
+    }
+    /* HDF5 lists dense attribute storage by its own order: sort here. */
+    if (l.n > 1)
+        qsort(l.v, l.n, sizeof *l.v, by_name);
+    for (size_t i = 1; i < l.n; i++) {
+        if (strcmp(l.v[i - 1].name, l.v[i].name) == 0) {
+            rc = brine__fail(err, BRINE_ECORRUPT, "%s has two root attributes named '%s'", r->path,
+                             l.v[i].name);
+            goto done;
+        }
+    }
+done:
+    if (rc) {
+        brine_h5__free_attrs(r->alloc, l.v, l.n);
+        return rc;
+    }
+    *out = l.v;
+    *n = l.n;
+    return 0;
 }
 
 void brine_h5__close(brine_h5_reader *r)

@@ -40,8 +40,10 @@ typedef struct brine_h5_write_opts {
 typedef struct brine_h5_writer brine_h5_writer;
 
 /**
- * Creates (truncating) the checkpoint file path through fapl and writes the
- * root attributes.  @return 0, BRINE_ENOMEM or BRINE_EHDF5.
+ * Creates (truncating) the checkpoint file path through fapl and writes
+ * brine's root attributes: brine_format, brine_version, step, created,
+ * brine_host and brine_threads (the threads chunk coding uses: opts->threads,
+ * or OpenMP's default when 0).  @return 0, BRINE_ENOMEM or BRINE_EHDF5.
  */
 int brine_h5__create(brine_h5_writer **out, const char *path, hid_t fapl, int64_t step,
                      const brine_h5_write_opts *opts, const brine_allocator *a, brine_error *err);
@@ -61,6 +63,33 @@ int brine_h5__write_array(brine_h5_writer *w, const char *name, int dtype, char 
  */
 int brine_h5__write_pickle(brine_h5_writer *w, const uint8_t *stream, size_t len,
                            const char *const *buffers, size_t nbuffers, brine_error *err);
+
+/* ---------------------------------------------------------------- root attributes */
+
+/** Most root attributes brine_h5__read_attrs() accepts in one file (more: BRINE_ECORRUPT). */
+#define BRINE_H5_ATTRS_MAX 4096
+
+/** Most user attributes a context may hold: BRINE_H5_ATTRS_MAX less room for brine's own. */
+#define BRINE_H5_USER_ATTRS_MAX (BRINE_H5_ATTRS_MAX - 64)
+
+/**
+ * Longest string attribute value, in bytes, that brine writes, and that
+ * brine_h5__read_attrs() reads (a longer one is BRINE_ECORRUPT).
+ */
+#define BRINE_H5_ATTR_STRING_MAX ((size_t)1 << 20)
+
+/* One user metadata attribute; defined in lib/core/core.h. */
+typedef struct brine_attr_val brine_attr_val;
+
+/**
+ * Writes user metadata as root attributes (docs/format.md, 2.1): integers as
+ * H5T_STD_I64LE, doubles as H5T_IEEE_F64LE, strings as fixed-length UTF-8,
+ * NULLPAD, of the string's byte length (1 for the empty string), all scalar.
+ * The names are valid (checked by brine_set_attr_*) and not brine's own.
+ * @return 0 or BRINE_EHDF5 (the message names the attribute).
+ */
+int brine_h5__write_user_attrs(brine_h5_writer *w, const brine_attr_val *attrs, size_t n,
+                               brine_error *err);
 
 /**
  * Flushes and closes the file (the driver fsyncs it as it closes) and frees w.
@@ -130,6 +159,28 @@ int brine_h5__verify_array(brine_h5_reader *r, const char *path, const char *nam
  */
 int brine_h5__read_array(brine_h5_reader *r, const char *path, const char *name, int dtype,
                          char order, int ndim, const uint64_t *dims, void *mem, brine_error *err);
+
+/**
+ * Lists the root attributes readable as brine_attr, sorted by name (strcmp):
+ * scalars of an integer type of at most 8 bytes (as int64; an unsigned value
+ * above INT64_MAX is skipped), of a float type (as double), or of a
+ * fixed-length string type (the bytes before the first NUL, which must be
+ * valid UTF-8, else it is skipped).  Variable-length strings are never read
+ * (HDF5 keeps them in its global heap, which no checksum covers and which
+ * HDF5 1.10 crashes on when it is damaged); attributes of any other type or
+ * dataspace, and attributes whose name is not valid UTF-8, are skipped.
+ *
+ * *out is allocated with r's allocator, each name and string owned by it:
+ * free it with brine_h5__free_attrs().  NULL when *n is 0, and on failure.
+ * @return 0; BRINE_ECORRUPT (more than BRINE_H5_ATTRS_MAX attributes, a
+ *         string longer than BRINE_H5_ATTR_STRING_MAX bytes, two attributes
+ *         of one name, an attribute HDF5 cannot read); BRINE_ENOMEM;
+ *         BRINE_EHDF5.
+ */
+int brine_h5__read_attrs(brine_h5_reader *r, brine_attr_val **out, size_t *n, brine_error *err);
+
+/** Frees what brine_h5__read_attrs() returned: n attributes at v (NULL v is a no-op). */
+void brine_h5__free_attrs(const brine_allocator *a, brine_attr_val *v, size_t n);
 
 /** Closes the file and frees r.  NULL is a no-op. */
 void brine_h5__close(brine_h5_reader *r);
