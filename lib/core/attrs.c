@@ -13,11 +13,7 @@
 
 void brine_attrs__free(brine *b)
 {
-    for (size_t i = 0; i < b->nattrs; i++) {
-        brine__free(b->alloc, b->attrs[i].name);
-        brine__free(b->alloc, b->attrs[i].s);
-    }
-    brine__free(b->alloc, b->attrs);
+    brine_h5__free_attrs(b->alloc, b->attrs, b->nattrs);
     b->attrs = NULL;
     b->nattrs = b->attrs_cap = 0;
 }

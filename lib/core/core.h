@@ -7,6 +7,7 @@
 
 #include "../common/error.h"
 #include "../format/chunk_codec.h"
+#include "../format/h5_layout.h" /* brine_attr_val */
 
 /** One registered variable. */
 typedef struct brine_var {
@@ -28,15 +29,6 @@ typedef struct brine_var {
     brine_resize_fn resize; /**< NULL: realloc() */
     void *resize_ctx;
 } brine_var;
-
-/** One user metadata attribute (brine_set_attr_*), written into every checkpoint. */
-typedef struct brine_attr_val {
-    char *name;           /**< owned */
-    brine_attr_type type;
-    int64_t i;            /**< BRINE_ATTR_INT */
-    double d;             /**< BRINE_ATTR_DOUBLE */
-    char *s;              /**< BRINE_ATTR_STRING, owned */
-} brine_attr_val;
 
 struct brine {
     char *dir;

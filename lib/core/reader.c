@@ -28,6 +28,8 @@ struct brine_reader {
     brine_ckpt c;
     entry *vars;
     size_t nvars, cap;
+    brine_attr_val *attrs; /* sorted by name */
+    size_t nattrs;
     brine_error err;
 };
 
@@ -185,6 +187,7 @@ void brine_reader_close(brine_reader *r)
     for (size_t i = 0; i < r->nvars; i++)
         brine__free(r->alloc, (void *)r->vars[i].info.name);
     brine__free(r->alloc, r->vars);
+    brine_h5__free_attrs(r->alloc, r->attrs, r->nattrs);
     brine__free(r->alloc, r->path);
     brine__free(r->alloc, r);
 }
@@ -208,6 +211,10 @@ int brine_reader__open(brine_reader **out, const char *file, int64_t name_step,
     }
     if ((rc = brine_ckpt__open(&r->c, file, name_step, io, a, threads, err)))
         goto done;
+    if ((rc = brine_h5__read_attrs(r->c.r, &r->attrs, &r->nattrs, err))) {
+        rc = brine_ckpt__io_failure(&r->c, rc, file, err);
+        goto done;
+    }
     if (walk(r, r->c.root, &path, 0)) {
         rc = brine__fail(err, BRINE_ENOMEM, "out of memory listing %s", file);
         goto done;
@@ -418,4 +425,51 @@ int brine_read_string(brine_reader *r, const char *name, char *buf, size_t capac
     memcpy(buf, e->value->v.str.s, e->value->v.str.len);
     buf[e->value->v.str.len] = '\0';
     return 0;
+}
+
+size_t brine_reader_attr_count(const brine_reader *r)
+{
+    return r ? r->nattrs : 0;
+}
+
+static void attr_out(const brine_attr_val *v, brine_attr *out)
+{
+    memset(out, 0, sizeof *out);
+    out->name = v->name;
+    out->type = v->type;
+    out->i = v->i;
+    out->d = v->d;
+    out->s = v->s;
+}
+
+int brine_reader_attr(const brine_reader *r, size_t i, brine_attr *out)
+{
+    if (!r || !out || i >= r->nattrs)
+        return BRINE_EINVAL;
+    attr_out(&r->attrs[i], out);
+    return 0;
+}
+
+int brine_find_attr(brine_reader *r, const char *name, brine_attr *out)
+{
+    if (!r)
+        return BRINE_EINVAL;
+    brine__error_clear(&r->err);
+    if (!name || !out)
+        return brine__fail(&r->err, BRINE_EINVAL, "brine_find_attr: name or out is NULL");
+    size_t lo = 0, hi = r->nattrs;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        const int c = strcmp(r->attrs[mid].name, name);
+        if (c == 0) {
+            attr_out(&r->attrs[mid], out);
+            return 0;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return brine__fail(&r->err, BRINE_ENOTFOUND, "%s: no attribute '%s' (or not of a type brine reads)",
+                       r->path, name);
 }

@@ -46,8 +46,9 @@ static void diff_add(diffs *d, const char *fmt, ...)
     va_end(ap);
     d->count++;
     const char *s = d->used ? d->sep : "";
-    /* Keep room for the "... and N more" tail. */
-    if (d->cut || d->used + strlen(s) + strlen(one) + 64 >= sizeof d->text) {
+    /* Half the message at most, so that the file name, the count and the
+     * "... and N more" tail survive when brine_restore quotes it. */
+    if (d->cut || d->used + strlen(s) + strlen(one) + 64 >= sizeof d->text / 2) {
         d->cut++;
         return;
     }

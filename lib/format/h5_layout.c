@@ -13,8 +13,6 @@
 
 #include "../common/alloc.h"
 #include "../common/text.h"
-/* Only for the definition of brine_attr_val, the user metadata both layers pass around. */
-#include "../core/core.h"
 #include "chunk_codec.h"
 #include "chunk_pipeline.h"
 #include "dtype.h"

@@ -78,8 +78,14 @@ int brine_h5__write_pickle(brine_h5_writer *w, const uint8_t *stream, size_t len
  */
 #define BRINE_H5_ATTR_STRING_MAX ((size_t)1 << 20)
 
-/* One user metadata attribute; defined in lib/core/core.h. */
-typedef struct brine_attr_val brine_attr_val;
+/** One user metadata attribute: set by brine_set_attr_*, written and read here. */
+typedef struct brine_attr_val {
+    char *name;           /**< owned */
+    brine_attr_type type;
+    int64_t i;            /**< BRINE_ATTR_INT */
+    double d;             /**< BRINE_ATTR_DOUBLE */
+    char *s;              /**< BRINE_ATTR_STRING, owned */
+} brine_attr_val;
 
 /**
  * Writes user metadata as root attributes (docs/format.md, 2.1): integers as

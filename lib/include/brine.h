@@ -369,7 +369,8 @@ BRINE_API const char *brine_restore_report(const brine *b);
  * @param name 1..255 bytes of UTF-8 without '/' or control characters, not
  *             starting with "brine_" and not "step" or "created" (those are
  *             brine's own: docs/format.md, 2.1).
- * @return 0; BRINE_EINVAL (bad name, value not UTF-8 or NULL); BRINE_ENOMEM.
+ * @return 0; BRINE_EINVAL (bad name, value not UTF-8 or NULL, a string over
+ *         1 MiB, more than 4032 names: what a reader accepts); BRINE_ENOMEM.
  */
 BRINE_API int brine_set_attr_int(brine *b, const char *name, int64_t value);
 /** As brine_set_attr_int(), for a double. */
