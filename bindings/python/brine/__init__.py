@@ -1,4 +1,4 @@
-"""brine: read checkpoints written by the brine C library.
+"""brine: read and write the checkpoints of the brine C library.
 
 A checkpoint is an HDF5 file holding a pickle protocol 5 stream of a
 simulation's state, whose arrays are out-of-band buffers stored as HDF5
@@ -8,6 +8,8 @@ datasets (docs/format.md).  This package needs only numpy and h5py:
 >>> state = brine.load("run/checkpoints")          # newest checkpoint that verifies
 >>> with brine.open("run/checkpoints/ckpt-000000001200.h5") as ckpt:
 ...     u = ckpt["fluid/u"][100:200, :]               # reads only those rows
+>>> state["fluid"]["u"] *= 0.5                        # edit, then write a checkpoint
+>>> brine.save("run/checkpoints", state, step=1201)  # that brine_restore() loads
 
 Unpickling is restricted: a stream that references anything but
 ``numpy.ndarray`` and ``builtins.complex`` raises
@@ -24,11 +26,12 @@ from ._directory import CheckpointInfo, list_checkpoints, newest_that_verifies
 from ._errors import (BrineError, CorruptCheckpointError, UnsafeCheckpointError,
                       UnsupportedVersionError)
 from ._lazy import LazyArray
+from ._save import save
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FORMAT_VERSION", "load", "open", "list",
+    "FORMAT_VERSION", "load", "open", "list", "save",
     "Checkpoint", "Group", "LazyArray", "CheckpointInfo",
     "BrineError", "CorruptCheckpointError", "UnsafeCheckpointError", "UnsupportedVersionError",
 ]

@@ -7,6 +7,7 @@ import os
 import zlib
 from builtins import open as builtins_open
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Iterator, Optional, Tuple
 
 import h5py
@@ -440,6 +441,7 @@ class Checkpoint(Group):
         self.format_version: int = header.format_version
 
         self._strings: dict = {}
+        self._attrs: Optional[Mapping] = None
 
     # Read on first use, not when opening: verification reads no
     # variable-length string (format section 6).
@@ -457,6 +459,54 @@ class Checkpoint(Group):
     def brine_version(self) -> str:
         """Version of the library that wrote the file ("" when absent or unreadable)."""
         return self._string_attr("brine_version")
+
+    @property
+    def attrs(self) -> "Mapping[str, Any]":
+        """The root attributes but ``brine_format`` and ``step``: user metadata
+        (format section 2.1) and what brine records (``brine_version``,
+        ``created``, ``brine_host``, ``brine_threads``), when present.
+
+        A read-only mapping from names to ``int`` (integer attributes),
+        ``float`` (floating-point ones) and ``str`` (fixed-length strings, up
+        to their first NUL; ``created`` and ``brine_version``, the only
+        variable-length strings read).  Attributes of any other type or shape,
+        or that cannot be read, are left out.  Read on first use: raises
+        ValueError when the checkpoint was closed before.
+        """
+        if self._attrs is not None:
+            return self._attrs
+        if self.closed:
+            raise ValueError(f"{self.path}: the checkpoint is closed; read attrs before closing")
+        found: dict = {}
+        try:
+            names = list(self._file.attrs)
+        except _H5_ERRORS + (UnicodeDecodeError,):
+            names = []
+        for name in names:
+            if name in ("brine_format", "step"):
+                continue
+            try:
+                attr = self._file.attrs.get_id(name)
+                if attr.get_space().get_simple_extent_type() != h5py.h5s.SCALAR:
+                    continue
+                kind = attr.get_type()
+                if kind.get_class() == h5py.h5t.INTEGER:
+                    found[name] = int(self._file.attrs[name])
+                elif kind.get_class() == h5py.h5t.FLOAT:
+                    found[name] = float(self._file.attrs[name])
+                elif kind.get_class() == h5py.h5t.STRING and kind.is_variable_str():
+                    # Variable-length strings live in HDF5's unchecksummed
+                    # global heap (format section 6): only brine's own two.
+                    if name in ("created", "brine_version"):
+                        found[name] = self._string_attr(name)
+                elif kind.get_class() == h5py.h5t.STRING:
+                    raw = np.empty((), dtype=f"S{kind.get_size()}")
+                    attr.read(raw, mtype=kind)  # the bytes as stored
+                    found[name] = raw.tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")
+            except _H5_ERRORS:
+                continue
+        self._attrs = MappingProxyType(found)
+        return self._attrs
 
     @property
     def closed(self) -> bool:
