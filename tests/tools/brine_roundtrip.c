@@ -10,6 +10,11 @@
  *            registers the variables of SPEC holding the bytes of DATA (laid
  *            out as restore's OUT) and calls brine_save(STEP), keeping every
  *            checkpoint.
+ *        brine_roundtrip inspect FILE
+ *            opens one checkpoint with brine_reader_open and prints its
+ *            variables, one a line: "var NAME KIND DTYPE FLAGS NBYTES D0 D1 ..."
+ *            (KIND array|scalar|string|other, DTYPE a numpy name or -), then
+ *            its metadata: "attr NAME int|double|string VALUE" (doubles as %.17g).
  *
  * SPEC: one variable per line, fields separated by blanks; empty lines and
  * lines starting with '#' are skipped.
@@ -63,7 +68,8 @@ static const char *const dtype_names[BRINE_DTYPE_COUNT] = {
 static int usage(void)
 {
     fprintf(stderr, "usage: brine_roundtrip restore DIR SPEC OUT [--prefix P]\n"
-                    "       brine_roundtrip save DIR SPEC DATA STEP [--prefix P]\n");
+                    "       brine_roundtrip save DIR SPEC DATA STEP [--prefix P]\n"
+                    "       brine_roundtrip inspect FILE\n");
     return 2;
 }
 
@@ -246,8 +252,41 @@ static int write_data(const spec *s, const char *file)
     return 0;
 }
 
+/* brine_roundtrip inspect FILE */
+static int inspect(const char *file)
+{
+    static const char *const kinds[5] = {"?", "array", "scalar", "string", "other"};
+    brine_reader *r = NULL;
+    int brc = brine_reader_open(&r, file, NULL, BRINE_READER_VERIFY);
+    if (brc)
+        return brine_failed(brc, "brine_reader_open", brine_open_errmsg());
+    for (size_t i = 0; i < brine_reader_count(r); i++) {
+        brine_var_info v;
+        brine_reader_var(r, i, &v);
+        printf("var %s %s %s %u %zu", v.name, kinds[v.kind],
+               v.dtype >= 0 ? dtype_names[v.dtype] : "-", v.flags, v.nbytes);
+        for (int d = 0; d < v.ndim; d++)
+            printf(" %zu", v.shape[d]);
+        printf("\n");
+    }
+    for (size_t i = 0; i < brine_reader_attr_count(r); i++) {
+        brine_attr a;
+        brine_reader_attr(r, i, &a);
+        if (a.type == BRINE_ATTR_INT)
+            printf("attr %s int %" PRId64 "\n", a.name, a.i);
+        else if (a.type == BRINE_ATTR_DOUBLE)
+            printf("attr %s double %.17g\n", a.name, a.d);
+        else
+            printf("attr %s string %s\n", a.name, a.s);
+    }
+    brine_reader_close(r);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "inspect") == 0)
+        return inspect(argv[2]);
     const char *prefix = "ckpt";
     const char *args[5];
     int nargs = 0;
