@@ -48,6 +48,62 @@ static void reset_dir(void)
     }
 }
 
+/*
+ * Opens file with a reader allocating through a (NULL: malloc), lists its
+ * variables and metadata and reads every array, scalar and string; *out
+ * receives all of it as bytes (malloc'd).  Returns 0 or the first error.
+ */
+static int read_everything(const char *file, const brine_allocator *a, uint8_t **out, size_t *len)
+{
+    brine_options o = BRINE_OPTIONS_INIT;
+    o.alloc = a;
+    brine_reader *r = NULL;
+    int rc = brine_reader_open(&r, file, &o, 0);
+    size_t used = 0, cap = 1 << 20;
+    uint8_t *buf = malloc(cap);
+    *out = NULL;
+    *len = 0;
+    if (rc || !buf)
+        goto done;
+    for (size_t i = 0; i < brine_reader_count(r) && !rc; i++) {
+        brine_var_info v;
+        brine_reader_var(r, i, &v);
+        const size_t need = v.kind == BRINE_VAR_ARRAY ? v.nbytes : 256;
+        if (used + need > cap) {
+            while (used + need > cap)
+                cap *= 2;
+            uint8_t *bigger = realloc(buf, cap);
+            if (!bigger) {
+                rc = BRINE_ENOMEM;
+                break;
+            }
+            buf = bigger;
+        }
+        memset(buf + used, 0, need);
+        if (v.kind == BRINE_VAR_STRING)
+            rc = brine_read_string(r, v.name, (char *)buf + used, need);
+        else if (v.kind != BRINE_VAR_OTHER)
+            rc = brine_read(r, v.name, (brine_dtype)v.dtype, buf + used, v.ndim, v.shape, v.flags);
+        used += need;
+    }
+    for (size_t i = 0; i < brine_reader_attr_count(r) && !rc; i++) {
+        brine_attr at;
+        brine_reader_attr(r, i, &at);
+        int n = snprintf((char *)buf + used, cap - used > 300 ? 300 : cap - used, "%s=%lld/%g/%s;",
+                         at.name, (long long)at.i, at.d, at.s ? at.s : "");
+        used += n > 0 && (size_t)n < 300 ? (size_t)n : 0;
+    }
+done:
+    brine_reader_close(r);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *len = used;
+    return 0;
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -195,9 +251,41 @@ int main(void)
         failed_total++;
     }
     (void)fell_back;
-    printf("fault_alloc: open+register make %ld allocations, save %ld, restore %ld; each failed in "
-           "turn (%ld calls with a failed allocation); %ld checks, %ld failures\n",
-           n_open, n_save, n_restore, failed_total, rel_checks, rel_failures);
+
+    /* A reader (brine_reader_open, listing, metadata, brine_read of every variable) */
+    reset_dir();
+    rel_ckpt_path(p, sizeof p, dir, 2);
+    uint8_t *want = NULL, *got = NULL;
+    size_t want_len = 0, got_len = 0;
+    REL_CHECK(read_everything(p, NULL, &want, &want_len) == 0, "reader without failures: %s",
+              brine_open_errmsg());
+    long n_reader = 0;
+    for (long n = 1; n < limit; n++) {
+        rel_alloc_init(&al);
+        rel_alloc_arm(&al, n);
+        const int rc = read_everything(p, &al.a, &got, &got_len);
+        REL_CHECK(al.outstanding == 0 && al.bad_frees == 0,
+                  "reader, allocation %ld failing: %ld blocks leaked, %ld bad frees", n,
+                  al.outstanding, al.bad_frees);
+        if (rc == 0)
+            REL_CHECK(got_len == want_len && memcmp(got, want, want_len) == 0,
+                      "reader, allocation %ld failing: returned 0 with WRONG DATA", n);
+        else
+            REL_CHECK(rc == BRINE_ENOMEM, "reader, allocation %ld failing: %d (%s)", n, rc,
+                      brine_errstr(rc));
+        free(got);
+        got = NULL;
+        if (al.failed == 0) {
+            REL_CHECK(rc == 0, "reader without a failed allocation: %d", rc);
+            n_reader = n - 1;
+            break;
+        }
+        failed_total++;
+    }
+    free(want);
+    printf("fault_alloc: open+register make %ld allocations, save %ld, restore %ld, a reader %ld; "
+           "each failed in turn (%ld calls with a failed allocation); %ld checks, %ld failures\n",
+           n_open, n_save, n_restore, n_reader, failed_total, rel_checks, rel_failures);
     rel_state_free(&s);
     rel_rmtree(dir);
     return rel_failures ? 1 : 0;
