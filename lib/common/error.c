@@ -85,6 +85,7 @@ const char *brine_errstr(int code)
     case BRINE_EMISMATCH: return "checkpoint does not match the registered variables";
     case BRINE_EVERSION: return "checkpoint format version not supported";
     case BRINE_EHDF5: return "HDF5 error";
+    case BRINE_EBUSY: return "an asynchronous save is in flight";
     default: return "unknown error code";
     }
 }

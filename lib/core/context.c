@@ -38,14 +38,16 @@ int brine_open(brine **out, const char *dir, const brine_options *opts)
     if (!dir || !*dir)
         return brine__fail(&open_error, BRINE_EINVAL, "brine_open: the directory is NULL or empty");
     if (opts) {
-        if (opts->version != BRINE_OPTIONS_VERSION && opts->version != 1)
+        if (opts->version < 1 || opts->version > BRINE_OPTIONS_VERSION)
             return brine__fail(&open_error, BRINE_EINVAL,
                                "brine_open: options version %u, this library knows %d "
                                "(initialise options with BRINE_OPTIONS_INIT)",
                                opts->version, BRINE_OPTIONS_VERSION);
-        /* A version 1 struct ends before restore_flags: read only what it has. */
+        /* An older struct is shorter: read only what it has, keep defaults for the rest. */
         if (opts->version == 1)
             memcpy(&o, opts, offsetof(brine_options, restore_flags));
+        else if (opts->version == 2)
+            memcpy(&o, opts, offsetof(brine_options, every_steps));
         else
             o = *opts;
         o.version = BRINE_OPTIONS_VERSION;
@@ -97,16 +99,17 @@ done:
     return 0;
 }
 
-void brine_close(brine *b)
+int brine_close(brine *b)
 {
     if (!b)
-        return;
+        return 0;
     const brine_allocator *a = b->alloc;
     brine_registry__free(b);
     brine_attrs__free(b);
     brine__free(a, b->dir);
     brine__free(a, b->prefix);
     brine__free(a, b);
+    return 0;
 }
 
 const char *brine_errmsg(const brine *b)

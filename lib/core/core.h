@@ -44,6 +44,12 @@ struct brine {
     size_t nattrs;
     size_t attrs_cap;
     char report[BRINE_ERRMSG_MAX]; /**< brine_restore_report() */
+    /* Policies, signals, environment (policy.c) */
+    double last_save_time;  /**< brine_policy__now() when the last save started, or at brine_open */
+    int signals_installed;  /**< brine_install_signals() succeeded on this context */
+    int should_exit;        /**< brine_should_exit() */
+    /* Asynchronous saves (async.c) */
+    struct brine_async *async; /**< NULL until the first brine_save_async() */
     brine_error err;
 };
 
@@ -68,6 +74,9 @@ void brine_registry__free(brine *b);
 
 /** The calling thread's record of brine_open's and brine_reader_open's last failure; context.c. */
 brine_error *brine_context__open_error(void);
+
+/** The policy clock in seconds (options.clock, else CLOCK_MONOTONIC); policy.c. */
+double brine_policy__now(const brine *b);
 
 /** Frees the user metadata (brine_close); attrs.c. */
 void brine_attrs__free(brine *b);

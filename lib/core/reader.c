@@ -257,9 +257,10 @@ int brine_reader_open(brine_reader **out, const char *path, const brine_options 
     if (flags & ~BRINE_READER_VERIFY)
         return brine__fail(err, BRINE_EINVAL, "brine_reader_open: unknown flags 0x%x",
                            flags & ~BRINE_READER_VERIFY);
-    if (opts && opts->version != BRINE_OPTIONS_VERSION && opts->version != 1)
+    if (opts && (opts->version < 1 || opts->version > BRINE_OPTIONS_VERSION))
         return brine__fail(err, BRINE_EINVAL, "brine_reader_open: options version %u, this library knows %d",
                            opts->version, BRINE_OPTIONS_VERSION);
+    /* io, alloc and threads are in every version of the options. */
     const brine_io_methods *io = opts && opts->io ? opts->io : brine_io_posix();
     const brine_allocator *a = opts ? opts->alloc : NULL;
     int threads = opts ? opts->threads : 0;

@@ -60,7 +60,8 @@ enum {
     BRINE_ECORRUPT = -6,  /**< a checkpoint is damaged: bad checksum, malformed pickle, missing dataset */
     BRINE_EMISMATCH = -7, /**< a checkpoint's variables differ from the registered ones (name, dtype, shape) */
     BRINE_EVERSION = -8,  /**< a checkpoint was written in a newer format than this library reads */
-    BRINE_EHDF5 = -9      /**< the HDF5 library failed (its innermost message is in brine_errmsg) */
+    BRINE_EHDF5 = -9,     /**< the HDF5 library failed (its innermost message is in brine_errmsg) */
+    BRINE_EBUSY = -10     /**< an asynchronous save is in flight and the options say not to wait for it */
 };
 
 /** Element types of registered variables.  Values are part of the ABI. */
@@ -192,7 +193,25 @@ typedef struct brine_options {
     const brine_allocator *alloc;   /**< allocation hook; NULL = malloc/free */
     brine_codec codec;  /**< deflate implementation; default BRINE_CODEC_DEFAULT */
     unsigned restore_flags; /**< 0 (strict, the default) or BRINE_RESTORE_PARTIAL; since version 2 */
+    /* Since version 3: when brine_maybe_save() saves, what is kept, asynchronous saves. */
+    int64_t every_steps;  /**< brine_maybe_save() saves at steps that are multiples of it; 0: off (default) */
+    double every_seconds; /**< ... and when this much wall-clock time passed since the last save; 0: off */
+    int keep_every;       /**< checkpoints whose step is a multiple of it survive rotation; 0: none (default) */
+    int async;            /**< 1: brine_maybe_save() saves with brine_save_async(); default 0 */
+    unsigned async_flags; /**< 0 or BRINE_ASYNC_NOWAIT */
+    size_t staging_max;   /**< most bytes of staging memory for asynchronous saves; 0: no cap (default) */
+    int use_env;          /**< 1 (default): options left at their default take BRINE_* environment variables */
+    /** Wall clock in seconds for the every_seconds policy; NULL (default): CLOCK_MONOTONIC.  For tests. */
+    double (*clock)(void *ctx);
+    void *clock_ctx;      /**< passed to clock */
 } brine_options;
+
+/**
+ * brine_options.async_flags: brine_save_async() (and brine_save()) return
+ * BRINE_EBUSY at once when an asynchronous save is still in flight, rather
+ * than waiting for it.
+ */
+#define BRINE_ASYNC_NOWAIT 1u
 
 /**
  * brine_options.restore_flags: a registered variable missing from the
@@ -205,9 +224,11 @@ typedef struct brine_options {
  */
 #define BRINE_RESTORE_PARTIAL 1u
 
-/** Version 1 options (without restore_flags) are still accepted. */
-#define BRINE_OPTIONS_VERSION 2
-#define BRINE_OPTIONS_INIT { BRINE_OPTIONS_VERSION, "ckpt", 3, 1, 0, NULL, NULL, BRINE_CODEC_DEFAULT, 0u }
+/** Versions 1 and 2 of the options (without the later fields) are still accepted. */
+#define BRINE_OPTIONS_VERSION 3
+#define BRINE_OPTIONS_INIT                                                                     \
+    { BRINE_OPTIONS_VERSION, "ckpt", 3, 1, 0, NULL, NULL, BRINE_CODEC_DEFAULT, 0u, 0, 0.0, 0, 0, \
+      0u, 0, 1, NULL, NULL }
 
 /** Opaque checkpointing context. */
 typedef struct brine brine;
@@ -229,13 +250,19 @@ typedef struct brine brine;
 BRINE_API int brine_open(brine **out, const char *dir, const brine_options *opts);
 
 /**
- * The message of the last failed brine_open() or brine_reader_open() in the
- * calling thread.  Valid until the thread's next call of either.
+ * The message of the last failed brine_open(), brine_reader_open() or
+ * brine_close() in the calling thread.  Valid until the thread's next call of
+ * one of them.
  */
 BRINE_API const char *brine_open_errmsg(void);
 
-/** Frees a context.  Registered memory is the caller's and is not touched.  NULL is a no-op. */
-BRINE_API void brine_close(brine *b);
+/**
+ * Waits for an asynchronous save in flight, then frees the context.
+ * Registered memory is the caller's and is not touched.  NULL is a no-op.
+ * @return 0, or the failure of a background save no other call has returned
+ *         yet; its message is then brine_open_errmsg()'s (the context is gone).
+ */
+BRINE_API int brine_close(brine *b);
 
 /**
  * Registers a variable: a scalar (ndim 0) or an array (ndim 1..BRINE_MAX_NDIM).
@@ -311,6 +338,84 @@ BRINE_API int brine_register_string(brine *b, const char *name, char *buf, size_
  *         terminated within its capacity); BRINE_ENOMEM; BRINE_EIO; BRINE_ENOSPC; BRINE_EHDF5.
  */
 BRINE_API int brine_save(brine *b, int64_t step);
+
+/**
+ * Starts a checkpoint of every registered variable for this step and returns
+ * while it is compressed and written in the background.
+ *
+ * The caller is blocked only while brine copies the registered memory into
+ * staging memory (in parallel, OpenMP threads): as soon as this returns the
+ * program may change its variables, the checkpoint holds their values of
+ * this call.  A background thread then writes the file exactly as
+ * brine_save() would (same bytes, same publication, same rotation).
+ * Staging memory (one copy of the state) is allocated by the first call and
+ * reused; when the state outgrows options.staging_max, the checkpoint is
+ * written synchronously instead, as brine_save() (the message of
+ * brine_errmsg() is empty then: it is not an error).
+ *
+ * One save at a time: when one is still in flight this call (like
+ * brine_save() and brine_restore()) first waits for it, unless
+ * options.async_flags has BRINE_ASYNC_NOWAIT (then BRINE_EBUSY).  A failure
+ * of a background save is never lost: brine_wait() returns it, else the next
+ * brine_save(), brine_save_async(), brine_maybe_save() or brine_restore()
+ * returns it (without doing its own work), else brine_close() does.
+ *
+ * @return 0 (the save started, or was done synchronously); the error of the
+ *         previous background save; BRINE_EBUSY; BRINE_EINVAL (as
+ *         brine_save()); BRINE_ENOMEM (staging memory or the thread).
+ */
+BRINE_API int brine_save_async(brine *b, int64_t step);
+
+/**
+ * Waits until the asynchronous save in flight (if any) is published or has
+ * failed.  @return 0 (also when none was in flight) or its error, with the
+ * full message in brine_errmsg() ("saving step 42 to DIR: pwrite of ...").
+ */
+BRINE_API int brine_wait(brine *b);
+
+/**
+ * Called once per iteration of the time loop: saves when a policy says so,
+ * else returns at once (costing one clock read when every_seconds is set,
+ * nothing else).  It saves step when any of these holds:
+ *  - options.every_steps > 0 and step is a multiple of it;
+ *  - options.every_seconds > 0 and that much time passed since the last save
+ *    of this context (or since brine_open());
+ *  - a signal installed with brine_install_signals() arrived: then the save is
+ *    synchronous, whatever options.async says, and brine_should_exit() turns 1
+ *    once it is published.
+ * It saves with brine_save_async() when options.async is set, else brine_save().
+ * @return 1 when it saved (or started saving), 0 when no save was due, or a
+ *         negative error of the save (a failure of an earlier background save
+ *         included).
+ */
+BRINE_API int brine_maybe_save(brine *b, int64_t step);
+
+/**
+ * Makes the signals a scheduler sends before it kills a job trigger a save.
+ * The handler only sets a flag (it is async-signal-safe); the next
+ * brine_maybe_save() saves synchronously and brine_should_exit() then tells
+ * the program to stop.  Handlers installed before are chained: they still run
+ * (after brine's flag is set), unless they were SIG_DFL or SIG_IGN (a
+ * default SIGTERM would end the process before the save).  brine_close()
+ * puts the previous handlers back.  One context at a time may have signals
+ * installed.
+ *
+ * Slurm: `#SBATCH --signal=USR1@120` sends SIGUSR1 two minutes before the
+ * time limit (`--signal=B:USR1@120` to the batch shell only).
+ *
+ * @param signals  the signals; NULL for SIGTERM and SIGUSR1.
+ * @param n        how many (ignored when signals is NULL).
+ * @return 0; BRINE_EINVAL (a signal that cannot be caught, such as SIGKILL,
+ *         or another context has signals installed); BRINE_EIO (sigaction failed).
+ */
+BRINE_API int brine_install_signals(brine *b, const int *signals, int n);
+
+/**
+ * 1 once a signal installed with brine_install_signals() has arrived and the
+ * checkpoint it triggered is published: the program should stop cleanly
+ * (brine_close(), exit 0).  Else 0.
+ */
+BRINE_API int brine_should_exit(const brine *b);
 
 /**
  * Loads the newest checkpoint that verifies into the registered memory.
