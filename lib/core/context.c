@@ -1,4 +1,6 @@
 /* Opening and closing contexts, options, error messages. */
+#include <inttypes.h>
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -35,8 +37,6 @@ int brine_open(brine **out, const char *dir, const brine_options *opts)
     if (!out)
         return brine__fail(&open_error, BRINE_EINVAL, "brine_open: out is NULL");
     *out = NULL;
-    if (!dir || !*dir)
-        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: the directory is NULL or empty");
     if (opts) {
         if (opts->version < 1 || opts->version > BRINE_OPTIONS_VERSION)
             return brine__fail(&open_error, BRINE_EINVAL,
@@ -52,6 +52,14 @@ int brine_open(brine **out, const char *dir, const brine_options *opts)
             o = *opts;
         o.version = BRINE_OPTIONS_VERSION;
     }
+    if (o.use_env != 0 && o.use_env != 1)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: use_env %d is not 0 or 1", o.use_env);
+    if ((rc = brine_policy__apply_env(&o, &dir, &open_error)) != 0)
+        return rc;
+    if (!dir || !*dir)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: the directory is %s%s",
+                           dir ? "empty" : "NULL",
+                           dir || !o.use_env ? "" : " and BRINE_DIR is not set");
     if (!o.prefix)
         o.prefix = "ckpt";
     if (!brine__prefix_valid(o.prefix))
@@ -73,6 +81,20 @@ int brine_open(brine **out, const char *dir, const brine_options *opts)
                            o.io->version, BRINE_IO_METHODS_VERSION);
     if (o.alloc && (!o.alloc->alloc || !o.alloc->free))
         return brine__fail(&open_error, BRINE_EINVAL, "brine_open: the allocator lacks alloc or free");
+    if (o.every_steps < 0)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: every_steps %" PRId64 " is negative",
+                           o.every_steps);
+    if (!(o.every_seconds >= 0.0) || !isfinite(o.every_seconds))
+        return brine__fail(&open_error, BRINE_EINVAL,
+                           "brine_open: every_seconds %g is not a finite number >= 0", o.every_seconds);
+    if (o.keep_every < 0)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: keep_every %d is negative",
+                           o.keep_every);
+    if (o.async != 0 && o.async != 1)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: async %d is not 0 or 1", o.async);
+    if (o.async_flags & ~BRINE_ASYNC_NOWAIT)
+        return brine__fail(&open_error, BRINE_EINVAL, "brine_open: unknown async_flags 0x%x",
+                           o.async_flags & ~BRINE_ASYNC_NOWAIT);
 
     b = brine__calloc(o.alloc, 1, sizeof *b);
     if (!b)
@@ -88,6 +110,8 @@ int brine_open(brine **out, const char *dir, const brine_options *opts)
     b->opts = o;
     b->opts.prefix = b->prefix;
     b->codec = codec;
+    b->last_save_time = brine_policy__now(b); /* every_seconds counts from here */
+    b->last_policy_step = -1;
     if ((rc = brine_publish__mkdirs(b->io, b->dir, &open_error)) != 0)
         goto done;
 done:
@@ -103,6 +127,7 @@ int brine_close(brine *b)
 {
     if (!b)
         return 0;
+    brine_signals__uninstall(b);
     const brine_allocator *a = b->alloc;
     brine_registry__free(b);
     brine_attrs__free(b);

@@ -48,6 +48,7 @@ struct brine {
     double last_save_time;  /**< brine_policy__now() when the last save started, or at brine_open */
     int signals_installed;  /**< brine_install_signals() succeeded on this context */
     int should_exit;        /**< brine_should_exit() */
+    int64_t last_policy_step; /**< the step brine_maybe_save() last saved; -1: none */
     /* Asynchronous saves (async.c) */
     struct brine_async *async; /**< NULL until the first brine_save_async() */
     brine_error err;
@@ -77,6 +78,19 @@ brine_error *brine_context__open_error(void);
 
 /** The policy clock in seconds (options.clock, else CLOCK_MONOTONIC); policy.c. */
 double brine_policy__now(const brine *b);
+
+/**
+ * Options from BRINE_* environment variables when o->use_env is set
+ * (docs/checkpointing.md): every field of o still at its BRINE_OPTIONS_INIT
+ * value takes its variable, and *dir, when NULL, takes BRINE_DIR.  Every
+ * variable that is set is checked, also when an explicit option wins.
+ * Strings point into the environment.  policy.c.
+ * @return 0, or BRINE_EINVAL in err naming the variable and its value.
+ */
+int brine_policy__apply_env(brine_options *o, const char **dir, brine_error *err);
+
+/** Puts back the signal handlers brine_install_signals() replaced, when b has them (brine_close); policy.c. */
+void brine_signals__uninstall(brine *b);
 
 /** Frees the user metadata (brine_close); attrs.c. */
 void brine_attrs__free(brine *b);

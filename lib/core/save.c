@@ -213,7 +213,8 @@ int brine_save(brine *b, int64_t step)
         goto done;
     tmp_exists = 0;
     /* Rotation is cleanup: a deletion that fails is retried by the next save. */
-    brine_scan__rotate(b->io, b->alloc, b->dir, b->prefix, b->opts.keep_last, step, &ignored);
+    brine_scan__rotate_every(b->io, b->alloc, b->dir, b->prefix, b->opts.keep_last,
+                             b->opts.keep_every, step, &ignored);
 done:
     if (rc) {
         if (tmp_exists)

@@ -182,6 +182,18 @@ BRINE_API const char *brine_codec_name(brine_codec codec);
 /**
  * Options of brine_open().  Initialise with BRINE_OPTIONS_INIT, then change
  * fields: fields added in later versions get their defaults that way.
+ *
+ * Environment (when use_env is 1, the default): a field still at its
+ * BRINE_OPTIONS_INIT value takes its variable, so a job script can tune
+ * checkpointing without rebuilding; a field the program changed wins (a
+ * field set to its default value counts as unchanged).  The variables:
+ * BRINE_DIR (brine_open's dir when that is NULL), BRINE_PREFIX,
+ * BRINE_KEEP_LAST, BRINE_KEEP_EVERY, BRINE_EVERY_STEPS, BRINE_EVERY_SECONDS
+ * (a decimal number, fractions allowed), BRINE_LEVEL, BRINE_THREADS,
+ * BRINE_CODEC (zlib, libdeflate, isal, none or default) and BRINE_ASYNC (0 or
+ * 1); integers are plain decimal.  Every variable that is set is checked,
+ * also when an explicit option wins: a malformed one makes brine_open() fail
+ * with BRINE_EINVAL naming it and its value.  docs/checkpointing.md.
  */
 typedef struct brine_options {
     unsigned version;   /**< BRINE_OPTIONS_VERSION */
@@ -196,11 +208,12 @@ typedef struct brine_options {
     /* Since version 3: when brine_maybe_save() saves, what is kept, asynchronous saves. */
     int64_t every_steps;  /**< brine_maybe_save() saves at steps that are multiples of it; 0: off (default) */
     double every_seconds; /**< ... and when this much wall-clock time passed since the last save; 0: off */
-    int keep_every;       /**< checkpoints whose step is a multiple of it survive rotation; 0: none (default) */
+    int keep_every;       /**< checkpoints whose step is a multiple of it (0 included) survive rotation and do
+                               not count toward keep_last; 0: none (default) */
     int async;            /**< 1: brine_maybe_save() saves with brine_save_async(); default 0 */
     unsigned async_flags; /**< 0 or BRINE_ASYNC_NOWAIT */
     size_t staging_max;   /**< most bytes of staging memory for asynchronous saves; 0: no cap (default) */
-    int use_env;          /**< 1 (default): options left at their default take BRINE_* environment variables */
+    int use_env;          /**< 1 (default): options left at their default take BRINE_* variables; 0: ignore them */
     /** Wall clock in seconds for the every_seconds policy; NULL (default): CLOCK_MONOTONIC.  For tests. */
     double (*clock)(void *ctx);
     void *clock_ctx;      /**< passed to clock */
@@ -238,11 +251,18 @@ typedef struct brine brine;
  * parents, when missing).
  *
  * @param out   receives the context; set to NULL on failure.
- * @param dir   checkpoint directory; copied.
+ * @param dir   checkpoint directory; copied.  NULL: the value of BRINE_DIR
+ *              (when options.use_env is 1).
  * @param opts  options, or NULL for the defaults; copied (io and alloc are
- *              kept by pointer and must outlive the context).
- * @return 0; BRINE_EINVAL (NULL out or dir, bad prefix, version, a codec
- *         not built in, a level outside the codec's range);
+ *              kept by pointer and must outlive the context).  Fields left
+ *              at their defaults may come from BRINE_* environment variables
+ *              (see brine_options).
+ * @return 0; BRINE_EINVAL (NULL out, NULL dir without BRINE_DIR, an empty
+ *         dir, bad prefix, version, a codec not built in, a level outside
+ *         the codec's range, a negative every_steps or keep_every, an
+ *         every_seconds that is negative or not finite, async or use_env not
+ *         0 or 1, unknown async_flags, a malformed BRINE_* variable: the
+ *         message names it and its value);
  *         BRINE_ENOMEM; BRINE_EIO or BRINE_ENOSPC (the directory cannot be created).
  * On failure no context exists, so the message cannot be fetched from it:
  * use brine_open_errmsg() for it.
@@ -376,17 +396,32 @@ BRINE_API int brine_wait(brine *b);
 /**
  * Called once per iteration of the time loop: saves when a policy says so,
  * else returns at once (costing one clock read when every_seconds is set,
- * nothing else).  It saves step when any of these holds:
+ * nothing else: no system call, no allocation).  It saves step when any of
+ * these holds:
  *  - options.every_steps > 0 and step is a multiple of it;
- *  - options.every_seconds > 0 and that much time passed since the last save
- *    of this context (or since brine_open());
- *  - a signal installed with brine_install_signals() arrived: then the save is
- *    synchronous, whatever options.async says, and brine_should_exit() turns 1
- *    once it is published.
+ *  - options.every_seconds > 0 and that much time passed (by options.clock,
+ *    else CLOCK_MONOTONIC) since the last save of this context started (or
+ *    since brine_open()); a save for any reason restarts the interval;
+ *  - a signal installed with brine_install_signals() arrived: then it first
+ *    waits for a save in flight (brine_wait()), saves synchronously whatever
+ *    options.async says, and brine_should_exit() turns 1 once the checkpoint
+ *    is published.
  * It saves with brine_save_async() when options.async is set, else brine_save().
- * @return 1 when it saved (or started saving), 0 when no save was due, or a
- *         negative error of the save (a failure of an earlier background save
- *         included).
+ *
+ * A step is saved once: when the last save this function made (or started)
+ * was of this same step, a second call with that step returns 0 whatever is
+ * due; a signal then only waits for that save to be published and sets
+ * brine_should_exit().  (Saves made by calling brine_save() directly do not
+ * count.)  A save that failed does not count either: the next call retries.
+ *
+ * @return 1 when it saved (or started saving), 0 when no save was due or the
+ *         step was already saved, or a negative error: BRINE_EINVAL (NULL b,
+ *         step outside 0..999999999999), the error of the save (a failure of
+ *         an earlier background save included), BRINE_EBUSY (options.async
+ *         with BRINE_ASYNC_NOWAIT and a save still in flight: this step is
+ *         not saved; the program may go on).  After an error of a
+ *         signal-triggered save the signal stays pending and the next call
+ *         tries again.
  */
 BRINE_API int brine_maybe_save(brine *b, int64_t step);
 
@@ -398,22 +433,28 @@ BRINE_API int brine_maybe_save(brine *b, int64_t step);
  * (after brine's flag is set), unless they were SIG_DFL or SIG_IGN (a
  * default SIGTERM would end the process before the save).  brine_close()
  * puts the previous handlers back.  One context at a time may have signals
- * installed.
+ * installed; calling this again on the same context replaces its set.  A
+ * signal listed twice is installed once.  brine's handler is installed with
+ * SA_RESTART and SA_SIGINFO; a chained handler is called as a function with
+ * the same arguments (its own sa_mask and SA_RESETHAND/SA_NODEFER flags are
+ * not reproduced).  A signal that arrived before this call is not seen.
  *
  * Slurm: `#SBATCH --signal=USR1@120` sends SIGUSR1 two minutes before the
  * time limit (`--signal=B:USR1@120` to the batch shell only).
  *
  * @param signals  the signals; NULL for SIGTERM and SIGUSR1.
  * @param n        how many (ignored when signals is NULL).
- * @return 0; BRINE_EINVAL (a signal that cannot be caught, such as SIGKILL,
- *         or another context has signals installed); BRINE_EIO (sigaction failed).
+ * @return 0; BRINE_EINVAL (n < 1, a signal that cannot be caught: SIGKILL,
+ *         SIGSTOP, a number that is not a signal; or another context has
+ *         signals installed), and then nothing was installed; BRINE_EIO
+ *         (sigaction failed).
  */
 BRINE_API int brine_install_signals(brine *b, const int *signals, int n);
 
 /**
  * 1 once a signal installed with brine_install_signals() has arrived and the
  * checkpoint it triggered is published: the program should stop cleanly
- * (brine_close(), exit 0).  Else 0.
+ * (brine_close(), exit 0).  Else 0 (also for NULL).  It stays 1.
  */
 BRINE_API int brine_should_exit(const brine *b);
 

@@ -212,8 +212,9 @@ done:
 
 /* ---- rotation ---- */
 
-int brine_scan__rotate(const brine_io_methods *io, const brine_allocator *a, const char *dir,
-                       const char *prefix, int keep_last, int64_t keep_step, brine_error *err)
+int brine_scan__rotate_every(const brine_io_methods *io, const brine_allocator *a, const char *dir,
+                             const char *prefix, int keep_last, int keep_every, int64_t keep_step,
+                             brine_error *err)
 {
     int rc = 0;
     brine_ckpt_entry *v = NULL;
@@ -224,12 +225,17 @@ int brine_scan__rotate(const brine_io_methods *io, const brine_allocator *a, con
     rc = brine_scan__list(&v, &n, io, a, dir, prefix, err);
     if (rc < 0)
         goto done;
-    if (n <= (size_t)keep_last)
+    /* Multiples of keep_every are kept apart: the others rotate among themselves. */
+    size_t rotating = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(keep_every > 0 && v[i].step % keep_every == 0))
+            v[rotating++] = v[i];
+    if (rotating <= (size_t)keep_last)
         goto done;
     /* Everything older than the keep_last newest goes, except keep_step (the
      * checkpoint just published, which may be older than stale ones of an
      * earlier run).  A deletion that fails is retried by the next rotation. */
-    const size_t to_delete = n - (size_t)keep_last;
+    const size_t to_delete = rotating - (size_t)keep_last;
     size_t plen = strlen(dir) + 1 + strlen(prefix) + sizeof "-000000000000.h5";
     path = brine__alloc(a, plen);
     if (!path) {
@@ -252,4 +258,10 @@ done:
     brine__free(a, path);
     brine__free(a, v);
     return rc;
+}
+
+int brine_scan__rotate(const brine_io_methods *io, const brine_allocator *a, const char *dir,
+                       const char *prefix, int keep_last, int64_t keep_step, brine_error *err)
+{
+    return brine_scan__rotate_every(io, a, dir, prefix, keep_last, 0, keep_step, err);
 }

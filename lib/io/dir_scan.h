@@ -48,13 +48,22 @@ int brine_scan__remove_temps(const brine_io_methods *io, const brine_allocator *
                              const char *prefix, brine_error *err);
 
 /**
- * Deletes the committed checkpoints of prefix older than the keep_last newest
- * by step, except the one of step keep_step (the one just published).  keep_last <= 0 keeps all.  Best effort:
- * a file that cannot be deleted is skipped (the next rotation retries it).
- * Then fsyncs the directory when anything was deleted.
+ * Rotation (docs/format.md, section 1): deletes the committed checkpoints of
+ * prefix in dir but the keep_last newest by step, the one of step keep_step
+ * (the one just published, which may be older than stale ones of an earlier
+ * run) and, when keep_every > 0, those whose step is a multiple of keep_every
+ * (step 0 included).  Kept multiples do not count toward keep_last.
+ * keep_last <= 0 keeps all.  Best effort: a file that cannot be deleted is
+ * skipped (the next rotation retries it).  Then fsyncs the directory when
+ * anything was deleted.
  * @return the number of files deleted, or a negative brine code when the
  *         directory cannot be listed.
  */
+int brine_scan__rotate_every(const brine_io_methods *io, const brine_allocator *a, const char *dir,
+                             const char *prefix, int keep_last, int keep_every, int64_t keep_step,
+                             brine_error *err);
+
+/** brine_scan__rotate_every() with keep_every 0: only keep_last and keep_step count. */
 int brine_scan__rotate(const brine_io_methods *io, const brine_allocator *a, const char *dir,
                        const char *prefix, int keep_last, int64_t keep_step, brine_error *err);
 
