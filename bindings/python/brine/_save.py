@@ -523,11 +523,15 @@ def _remove_leftovers(directory: str, prefix: str) -> None:
                 pass
 
 
-def _rotate(directory: str, prefix: str, keep_last: int, keep_step: int) -> None:
+def _rotate(directory: str, prefix: str, keep_last: int, keep_step: int,
+            keep_every: int = 0) -> None:
     """Deletes the oldest committed checkpoints of prefix beyond keep_last, never
-    keep_step (lib/io/dir_scan.c, brine_scan__rotate).  Best effort."""
+    keep_step nor, when keep_every > 0, a multiple of keep_every, which does not
+    count toward keep_last (lib/io/dir_scan.c, brine_scan__rotate_every).  Best effort."""
     committed = re.compile(re.escape(prefix) + r"-([0-9]{12})\.h5")
     steps = sorted(int(m[1]) for m in map(committed.fullmatch, os.listdir(directory)) if m)
+    if keep_every > 0:
+        steps = [s for s in steps if s % keep_every != 0]
     deleted = 0
     for s in steps[:max(0, len(steps) - keep_last)]:
         if s == keep_step:
@@ -545,7 +549,7 @@ def _rotate(directory: str, prefix: str, keep_last: int, keep_step: int) -> None
 
 
 def save(path_or_dir: "os.PathLike[str] | str", state: Dict[str, Any], *, step: int,
-         keep_last: Optional[int] = None, prefix: str = "ckpt",
+         keep_last: Optional[int] = None, keep_every: Optional[int] = None, prefix: str = "ckpt",
          attrs: Optional[Mapping[str, Any]] = None, level: int = 1) -> str:
     """Writes a checkpoint of state that brine_restore(), brine.load and stock
     h5py read (format version 1).
@@ -572,6 +576,11 @@ def save(path_or_dir: "os.PathLike[str] | str", state: Dict[str, Any], *, step: 
         Directory only: after publishing, delete the oldest checkpoints of
         `prefix` so that `keep_last` (>= 1) remain, never the one just
         written.  By default every checkpoint is kept.
+    keep_every : int, optional
+        Directory only: checkpoints whose step is a multiple of `keep_every`
+        (>= 1; step 0 included) survive rotation and do not count toward
+        `keep_last`, as the C library's ``brine_options.keep_every``.  Only
+        matters with `keep_last`.
     prefix : str
         Directory only: 1 to 64 of ``[A-Za-z0-9_.+-]``, not starting with ``.``.
     attrs : dict, optional
@@ -621,6 +630,8 @@ def save(path_or_dir: "os.PathLike[str] | str", state: Dict[str, Any], *, step: 
     level = _check_int(level, "level", 0, 9)
     if keep_last is not None:
         keep_last = _check_int(keep_last, "keep_last", 1, None)
+    if keep_every is not None:
+        keep_every = _check_int(keep_every, "keep_every", 1, None)
     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise ValueError(f"brine.save: prefix {prefix!r} is not 1 to 64 characters of "
                          "[A-Za-z0-9_.+-] not starting with '.'")
@@ -629,9 +640,10 @@ def save(path_or_dir: "os.PathLike[str] | str", state: Dict[str, Any], *, step: 
         directory = target
         final = os.path.join(directory, f"{prefix}-{step:012d}.h5")
     else:
-        if keep_last is not None:
-            raise ValueError(f"brine.save: keep_last is for a checkpoint directory, and "
-                             f"{target!r} is a file name")
+        for what, value in (("keep_last", keep_last), ("keep_every", keep_every)):
+            if value is not None:
+                raise ValueError(f"brine.save: {what} is for a checkpoint directory, and "
+                                 f"{target!r} is a file name")
         named = CHECKPOINT_NAME.fullmatch(os.path.basename(target))
         if named and int(named["step"]) != step:
             raise ValueError(f"brine.save: the file name {os.path.basename(target)!r} says "
@@ -661,5 +673,5 @@ def save(path_or_dir: "os.PathLike[str] | str", state: Dict[str, Any], *, step: 
         raise
     _fsync_dir(directory)
     if keep_last is not None:
-        _rotate(directory, prefix, keep_last, step)
+        _rotate(directory, prefix, keep_last, step, keep_every or 0)
     return final
