@@ -5,7 +5,11 @@
 #       checkpoints exist, restart it with the same arguments: it must resume
 #       from a step > 0 and finish, writing B.bin;
 #   (c) A.bin and B.bin must be bit-identical;
-#   (d) plot the newest checkpoint of B to <build>/heat2d.png.
+#   (d) run it into C, send SIGUSR1 once a checkpoint exists (what Slurm's
+#       --signal sends before a time limit): it must checkpoint the step it
+#       reached and exit 0; the restart resumes from that step and C.bin must
+#       equal A.bin too;
+#   (e) plot the newest checkpoint of B to <build>/heat2d.png.
 #
 # Usage: scripts/demo.sh [BUILD_DIR]      (default ./build; it builds nothing)
 # Everything goes under BUILD_DIR/demo-heat2d, emptied first.  Knobs, from the
@@ -108,7 +112,39 @@ fi
 echo "A.bin and B.bin are bit-identical ($expected bytes)"
 
 # --- (d) ----------------------------------------------------------------------
-say "(d) plot the newest checkpoint of B"
+say "(d) run into C, stopped with SIGUSR1 after a checkpoint: it saves and exits 0"
+"$heat2d" "${args[@]}" --dir "$work/C" --out "$work/C.bin" --sleep-ms "$SLEEP_MS" \
+  >"$work/C1.log" 2>&1 &
+pid=$!
+deadline=$((SECONDS + TIMEOUT))
+while [ "$(count_ckpts "$work/C")" -lt 1 ]; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    indent <"$work/C1.log"
+    die "heat2d exited before a checkpoint existed in C (raise STEPS or SLEEP_MS)"
+  fi
+  [ "$SECONDS" -lt "$deadline" ] || die "no checkpoint in C after ${TIMEOUT}s"
+  sleep 0.05
+done
+kill -USR1 "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=""
+indent <"$work/C1.log"
+[ "$rc" -eq 0 ] || die "heat2d did not exit 0 after SIGUSR1 (exit status $rc)"
+stopped=$(sed -n 's/^signal received: stopped at step \([0-9][0-9]*\),.*/\1/p' "$work/C1.log")
+[ -n "$stopped" ] || die "heat2d did not say at which step it stopped"
+ckpt=$(printf '%s/ckpt-%012d.h5' "$work/C" "$stopped")
+[ -f "$ckpt" ] || die "no checkpoint of step $stopped in C"
+echo "stopped at step $stopped, exit status 0, $(basename "$ckpt") published"
+"$heat2d" "${args[@]}" --dir "$work/C" --out "$work/C.bin" >"$work/C2.log" 2>&1 \
+  || { indent <"$work/C2.log"; die "the run restarted after SIGUSR1 failed"; }
+indent <"$work/C2.log"
+grep -qx "resumed from step $stopped" "$work/C2.log" || die "the restart did not resume from step $stopped"
+cmp "$work/A.bin" "$work/C.bin" || die "the run stopped by SIGUSR1 and resumed differs from A"
+echo "A.bin and C.bin are bit-identical"
+
+# --- (e) ----------------------------------------------------------------------
+say "(e) plot the newest checkpoint of B"
 "$PYTHON" "$src/apps/heat2d/plot_field.py" "$work/B" -o "$build/heat2d.png" | indent
 
 say "summary"
@@ -117,6 +153,7 @@ cat <<EOF
    run A: uninterrupted                      -> $work/A.bin
    run B: killed (SIGKILL), resumed from step ${resumed} -> $work/B.bin
    A.bin == B.bin: bit-identical
+   run C: SIGUSR1 at step ${stopped}, exit 0, resumed -> $work/C.bin == A.bin
    plot: $build/heat2d.png
    demo: OK in $((SECONDS - start)) s
 EOF

@@ -6,12 +6,15 @@
  * is fixed (Dirichlet): the top edge is hot (1), the other edges cold (0); the
  * interior starts at 0 with a few hot spots (1.5) that diffuse away.
  *
- * It checkpoints with brine every --every steps and, on start, resumes from
- * the newest checkpoint that verifies.  Every grid point is computed by the
- * same expression from the previous state whatever the thread count (a pure
- * stencil between two buffers, no reduction), so a run
- * killed and resumed ends bit-identical to an uninterrupted one (--out writes
- * the final field as raw little-endian float64 to compare them).
+ * It checkpoints with brine_maybe_save() every --every steps and/or every
+ * --every-seconds seconds and, on start, resumes from the newest checkpoint
+ * that verifies.  SIGTERM or SIGUSR1 (what a batch scheduler sends before the
+ * time limit) makes it checkpoint the step it is at and exit 0; the next run
+ * resumes from there.  Every grid point is computed by the same expression
+ * from the previous state whatever the thread count (a pure stencil between
+ * two buffers, no reduction), so a run killed or stopped and resumed ends
+ * bit-identical to an uninterrupted one (--out writes the final field as raw
+ * little-endian float64 to compare them).
  *
  * Uses only the public API (brine.h).
  */
@@ -44,6 +47,7 @@ typedef struct config {
     int64_t nx, ny;
     int64_t steps;
     int64_t every;
+    double every_seconds;
     const char *dir;
     int keep;
     int level;
@@ -65,6 +69,8 @@ static void usage(FILE *f, const char *argv0)
             "  --ny N          grid points along y (rows), >= 3      [512]\n"
             "  --steps N       total number of time steps            [1000]\n"
             "  --every N       checkpoint every N steps; 0: only at the end [100]\n"
+            "  --every-seconds S  also checkpoint when S seconds passed since the last\n"
+            "                  checkpoint; 0: off                    [0]\n"
             "  --dir DIR       checkpoint directory                  [heat2d-ckpt]\n"
             "  --keep N        checkpoints kept; <= 0 keeps all      [3]\n"
             "  --level L       deflate level 0..9                    [1]\n"
@@ -74,6 +80,9 @@ static void usage(FILE *f, const char *argv0)
             "  --sleep-ms M    sleep M milliseconds after every step (demos)  [0]\n"
             "  -h, --help      this help\n"
             "\n"
+            "SIGTERM or SIGUSR1 (Slurm: --signal=USR1@120) checkpoints the current step and\n"
+            "exits 0; the next run resumes from it.  BRINE_* environment variables set what\n"
+            "the options leave at brine's defaults (docs/checkpointing.md).\n"
             "Threads: OMP_NUM_THREADS.  Exit status: 0 success, 1 runtime error, 2 usage.\n",
             argv0, brine_version());
 }
@@ -104,7 +113,8 @@ static int parse_f64(const char *s, double *out)
 /* Returns 0, or EXIT_USAGE after printing why; sets *help when --help was given. */
 static int parse_args(int argc, char **argv, config *cfg, int *help)
 {
-    enum { O_NX = 256, O_NY, O_STEPS, O_EVERY, O_DIR, O_KEEP, O_LEVEL, O_ALPHA, O_OUT, O_SLEEP };
+    enum { O_NX = 256, O_NY, O_STEPS, O_EVERY, O_DIR, O_KEEP, O_LEVEL, O_ALPHA, O_OUT, O_SLEEP,
+           O_EVERY_SECONDS };
     static const struct option longopts[] = {
         {"nx", required_argument, NULL, O_NX},
         {"ny", required_argument, NULL, O_NY},
@@ -116,6 +126,7 @@ static int parse_args(int argc, char **argv, config *cfg, int *help)
         {"alpha", required_argument, NULL, O_ALPHA},
         {"out", required_argument, NULL, O_OUT},
         {"sleep-ms", required_argument, NULL, O_SLEEP},
+        {"every-seconds", required_argument, NULL, O_EVERY_SECONDS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -163,6 +174,10 @@ static int parse_args(int argc, char **argv, config *cfg, int *help)
             break;
         case O_SLEEP:
             bad = parse_i64(optarg, 0, 3600 * 1000, &cfg->sleep_ms);
+            break;
+        case O_EVERY_SECONDS:
+            bad = parse_f64(optarg, &cfg->every_seconds) != 0 || !(cfg->every_seconds >= 0.0) ||
+                  cfg->every_seconds > 1e12;
             break;
         case 'h':
             *help = 1;
@@ -239,6 +254,15 @@ static void step_once(const double *restrict in, double *restrict out, size_t nx
     }
 }
 
+/* Copies the interior rows of src into dst (the boundary is the same in both). */
+static void copy_interior(const double *restrict src, double *restrict dst, size_t nx, size_t ny)
+{
+    const long rows = (long)ny;
+#pragma omp parallel for schedule(static)
+    for (long j = 1; j < rows - 1; j++)
+        memcpy(dst + (size_t)j * nx, src + (size_t)j * nx, nx * sizeof(double));
+}
+
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -296,7 +320,7 @@ int main(int argc, char **argv)
 {
     config cfg = {
         .nx = 512, .ny = 512, .steps = 1000, .every = 100, .dir = "heat2d-ckpt",
-        .keep = 3, .level = 1, .alpha = 1.0, .out = NULL, .sleep_ms = 0,
+        .every_seconds = 0.0, .keep = 3, .level = 1, .alpha = 1.0, .out = NULL, .sleep_ms = 0,
     };
     int help = 0;
     int status = parse_args(argc, argv, &cfg, &help);
@@ -330,6 +354,8 @@ int main(int argc, char **argv)
     brine_options opts = BRINE_OPTIONS_INIT;
     opts.keep_last = cfg.keep;
     opts.level = cfg.level;
+    opts.every_steps = cfg.every;
+    opts.every_seconds = cfg.every_seconds;
     int rc = brine_open(&b, cfg.dir, &opts);
     if (rc != 0) {
         fprintf(stderr, "heat2d: cannot open checkpoint directory %s: %s: %s\n", cfg.dir,
@@ -354,6 +380,14 @@ int main(int argc, char **argv)
                     brine_errmsg(b));
             goto done;
         }
+    }
+
+    /* SIGTERM and SIGUSR1: checkpoint at the next step, then stop (see the loop). */
+    rc = brine_install_signals(b, NULL, 0);
+    if (rc != 0) {
+        fprintf(stderr, "heat2d: cannot install signal handlers: %s: %s\n", brine_errstr(rc),
+                brine_errmsg(b));
+        goto done;
     }
 
     int64_t restored = -1;
@@ -407,34 +441,37 @@ int main(int argc, char **argv)
 
     int64_t last_saved = rc == 0 ? step : -1; /* a resumed step is already on disk */
     /*
-     * Steps alternate between T and S (no copy per step).  T is the buffer
-     * registered with brine, so it keeps its address; whenever brine is to
-     * read it, the current state is first brought back into T.
+     * Each step goes from T into S, then back into T: T, the buffer
+     * registered with brine, holds the current state whenever
+     * brine_maybe_save() decides to read it.
      */
     memcpy(S, T, n * sizeof(double)); /* the boundary values, fixed in both */
-    double *cur = T, *next = S;
     while (step < cfg.steps) {
-        step_once(cur, next, nx, ny, HEAT2D_R);
-        double *const swap = cur;
-        cur = next;
-        next = swap;
+        step_once(T, S, nx, ny, HEAT2D_R);
+        copy_interior(S, T, nx, ny);
         step++;
         time_now = (double)step * dt;
-        if (cfg.every > 0 && step % cfg.every == 0) {
-            if (cur != T) {
-                memcpy(T, cur, n * sizeof(double));
-                cur = T;
-                next = S;
-            }
-            if (save(b, step) != 0)
-                goto done;
+        /* Saves when --every or --every-seconds says so, or a signal arrived. */
+        rc = brine_maybe_save(b, step);
+        if (rc < 0) {
+            fprintf(stderr, "heat2d: checkpoint of step %" PRId64 " failed: %s: %s\n", step,
+                    brine_errstr(rc), brine_errmsg(b));
+            goto done;
+        }
+        if (rc == 1) {
+            printf("step %" PRId64 " saved\n", step);
             last_saved = step;
+        }
+        if (brine_should_exit(b)) {
+            printf("signal received: stopped at step %" PRId64 ", its checkpoint is in %s; "
+                   "rerun to resume\n",
+                   step, cfg.dir);
+            status = 0;
+            goto done;
         }
         if (cfg.sleep_ms > 0)
             sleep_ms(cfg.sleep_ms);
     }
-    if (cur != T)
-        memcpy(T, cur, n * sizeof(double));
     /* The final state is always checkpointed, so a rerun finds the run complete. */
     if (last_saved != step && save(b, step) != 0)
         goto done;
