@@ -1,34 +1,49 @@
 #include "pickle_decode.h"
 
 #include <assert.h>
+#include <locale.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/alloc.h"
 #include "dtype.h"
 #include "pickle_opcodes.h"
 
-/* Names for messages; NULL for the opcodes brine refuses. */
+/* Names for messages; NULL for the opcodes brine refuses (see refused_opname). */
 static const char *opname(int op)
 {
     switch (op) {
     case OP_MARK: return "MARK";
     case OP_STOP: return "STOP";
+    case OP_INT: return "INT";
     case OP_BININT: return "BININT";
     case OP_BININT1: return "BININT1";
     case OP_BININT2: return "BININT2";
+    case OP_LONG: return "LONG";
     case OP_NONE: return "NONE";
     case OP_REDUCE: return "REDUCE";
+    case OP_BUILD: return "BUILD";
+    case OP_STRING: return "STRING";
+    case OP_BINSTRING: return "BINSTRING";
+    case OP_SHORT_BINSTRING: return "SHORT_BINSTRING";
+    case OP_UNICODE: return "UNICODE";
     case OP_BINBYTES: return "BINBYTES";
     case OP_SHORT_BINBYTES: return "SHORT_BINBYTES";
+    case OP_FLOAT: return "FLOAT";
     case OP_BINFLOAT: return "BINFLOAT";
     case OP_BINUNICODE: return "BINUNICODE";
     case OP_APPEND: return "APPEND";
     case OP_APPENDS: return "APPENDS";
+    case OP_LIST: return "LIST";
+    case OP_DICT: return "DICT";
     case OP_GLOBAL: return "GLOBAL";
+    case OP_GET: return "GET";
     case OP_BINGET: return "BINGET";
     case OP_LONG_BINGET: return "LONG_BINGET";
+    case OP_PUT: return "PUT";
     case OP_BINPUT: return "BINPUT";
     case OP_LONG_BINPUT: return "LONG_BINPUT";
     case OP_SETITEM: return "SETITEM";
@@ -51,7 +66,33 @@ static const char *opname(int op)
     case OP_STACK_GLOBAL: return "STACK_GLOBAL";
     case OP_MEMOIZE: return "MEMOIZE";
     case OP_FRAME: return "FRAME";
+    case OP_BYTEARRAY8: return "BYTEARRAY8";
     case OP_NEXT_BUFFER: return "NEXT_BUFFER";
+    default: return NULL;
+    }
+}
+
+/* The opcodes of protocols 0-5 brine refuses, with the reason (docs/format.md, 3.3). */
+static const char *refused_opname(int op, const char **why)
+{
+    *why = "objects other than plain values are not state";
+    switch (op) {
+    case OP_POP: *why = "CPython writes it only for recursive tuples"; return "POP";
+    case OP_POP_MARK: *why = "CPython writes it only for recursive tuples"; return "POP_MARK";
+    case OP_DUP: *why = "CPython never writes it"; return "DUP";
+    case OP_PERSID: *why = "persistent ids refer to objects outside the stream"; return "PERSID";
+    case OP_BINPERSID: *why = "persistent ids refer to objects outside the stream"; return "BINPERSID";
+    case OP_INST: return "INST";
+    case OP_OBJ: return "OBJ";
+    case OP_NEWOBJ: return "NEWOBJ";
+    case OP_NEWOBJ_EX: return "NEWOBJ_EX";
+    case OP_EXT1: *why = "the copyreg extension registry names arbitrary globals"; return "EXT1";
+    case OP_EXT2: *why = "the copyreg extension registry names arbitrary globals"; return "EXT2";
+    case OP_EXT4: *why = "the copyreg extension registry names arbitrary globals"; return "EXT4";
+    case OP_EMPTY_SET: *why = "sets are not state"; return "EMPTY_SET";
+    case OP_ADDITEMS: *why = "sets are not state"; return "ADDITEMS";
+    case OP_FROZENSET: *why = "sets are not state"; return "FROZENSET";
+    case OP_READONLY_BUFFER: *why = "brine's buffers are writable arrays"; return "READONLY_BUFFER";
     default: return NULL;
     }
 }
@@ -72,6 +113,9 @@ static const char *kindname(brine_pkind k)
     case BRINE_PV_NDARRAY: return "numpy.ndarray";
     case BRINE_PV_GLOBAL: return "global";
     case BRINE_PV_BUFFER: return "out-of-band buffer";
+    case BRINE_PV_BYTEARRAY: return "bytearray";
+    case BRINE_PV_DTYPE: return "numpy.dtype";
+    case BRINE_PV_RECONSTRUCT: return "numpy _reconstruct array before its BUILD";
     }
     return "?";
 }
@@ -155,6 +199,8 @@ typedef struct dec {
     /* memo: open addressing on the key, so that a huge BINPUT index costs nothing */
     memo_slot *memo;
     size_t memo_n, memo_cap;
+    /* The "C" locale for FLOAT's decimal text, made on first use (0: none yet). */
+    locale_t c_locale;
 } dec;
 
 static int corrupt(dec *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -274,11 +320,26 @@ static int pop_mark(dec *d, size_t *base)
 /* ------------------------------------------------------------------------ */
 /* Containers */
 
-/* Records that child becomes an item of parent: nesting depth and kinds. */
+/*
+ * Records that child becomes an item of parent: nesting depth and kinds.
+ *
+ * The decoder-only values (a global, a numpy.dtype) may only be items of a
+ * tuple, which becomes "internal": such a tuple may only be the arguments of
+ * REDUCE or the state of BUILD, which consume it, so none ever reaches a
+ * finished tree.  numpy's _reconstruct value must get its BUILD first.
+ */
 static int place(dec *d, brine_pvalue *parent, brine_pvalue *child)
 {
-    if (child->kind == BRINE_PV_GLOBAL)
-        return corrupt(d, "a global may only be called by REDUCE, not stored in a %s", kindname(parent->kind));
+    if (child->kind == BRINE_PV_RECONSTRUCT)
+        return corrupt(d, "numpy's _reconstruct array is used before its BUILD");
+    if (child->internal)
+        return corrupt(d, "a tuple holding a global or a numpy.dtype may only be the arguments of REDUCE "
+                          "or the state of BUILD, not an item of a %s", kindname(parent->kind));
+    if ((child->kind == BRINE_PV_GLOBAL || child->kind == BRINE_PV_DTYPE) && parent->kind != BRINE_PV_TUPLE)
+        return corrupt(d, "a %s may only be an argument of REDUCE or BUILD, not stored in a %s",
+                       child->kind == BRINE_PV_GLOBAL ? "global" : "numpy.dtype", kindname(parent->kind));
+    if (child->kind == BRINE_PV_GLOBAL || child->kind == BRINE_PV_DTYPE)
+        parent->internal = 1;
     if (child->depth + 1 > BRINE_PICKLE_MAX_NEST)
         return corrupt(d, "values nest deeper than %d", BRINE_PICKLE_MAX_NEST);
     if (parent->depth < child->depth + 1)
@@ -533,6 +594,19 @@ static int utf8_valid(const uint8_t *s, size_t n)
     return 1;
 }
 
+/* A printable copy of an untrusted name for messages. */
+static const char *printable(char *buf, size_t cap, const char *s, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 4 < cap; i++)
+        buf[j++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    if (j + 4 >= cap)
+        buf[j++] = '.', buf[j++] = '.', buf[j++] = '.';
+    buf[j] = '\0';
+    return buf;
+}
+
+/* A STR, BYTES or BYTEARRAY of the next n bytes of the stream (n checked by the caller). */
 static int push_str(dec *d, brine_pkind kind, size_t n)
 {
     const uint8_t *s = d->p + d->pos;
@@ -545,6 +619,17 @@ static int push_str(dec *d, brine_pkind kind, size_t n)
     v->v.str.len = n;
     d->pos += n;
     return push(d, v);
+}
+
+/* A STR, BYTES or BYTEARRAY value of n bytes at s (in the stream or the arena). */
+static brine_pvalue *new_str(dec *d, brine_pkind kind, const void *s, size_t n)
+{
+    brine_pvalue *v = newval(d, kind);
+    if (v) {
+        v->v.str.s = s;
+        v->v.str.len = n;
+    }
+    return v;
 }
 
 static int push_int(dec *d, int negative, int64_t i, uint64_t u)
@@ -587,31 +672,411 @@ static int push_long(dec *d, size_t n)
     return push_int(d, 0, u <= (uint64_t)INT64_MAX ? (int64_t)u : 0, u);
 }
 
-/* ------------------------------------------------------------------------ */
-/* Globals and REDUCE */
-
-/* A printable copy of an untrusted name for messages. */
-static const char *printable(char *buf, size_t cap, const char *s, size_t n)
+/* Pushes the integer of sign neg and magnitude mag (from decimal text). */
+static int push_signed(dec *d, int neg, uint64_t mag)
 {
-    size_t j = 0;
-    for (size_t i = 0; i < n && j + 4 < cap; i++)
-        buf[j++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    if (j + 4 >= cap)
-        buf[j++] = '.', buf[j++] = '.', buf[j++] = '.';
-    buf[j] = '\0';
-    return buf;
+    if (!neg || mag == 0)
+        return push_int(d, 0, mag <= (uint64_t)INT64_MAX ? (int64_t)mag : 0, mag);
+    if (mag > (uint64_t)INT64_MAX + 1)
+        return corrupt(d, "the integer is below -2**63");
+    /* mag - 1 fits in int64: this is exact and portable for mag = 2**63 too. */
+    return push_int(d, 1, -(int64_t)(mag - 1) - 1, 0);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Text opcodes of protocols 0 and 1 */
+
+/* The argument of a text opcode: the bytes up to the next '\n', which is consumed. */
+static int read_line(dec *d, const char *what, const char **s, size_t *n)
+{
+    const uint8_t *start = d->p + d->pos;
+    const uint8_t *nl = memchr(start, '\n', d->len - d->pos);
+    if (!nl)
+        return corrupt(d, "%s has no end of line before the end of the stream", what);
+    *s = (const char *)start;
+    *n = (size_t)(nl - start);
+    d->pos += *n + 1;
+    return 0;
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * Decimal text s[0..n): an optional '-' (when signs), then digits, as
+ * pickle's INT, LONG, PUT and GET write them.  Python reads more (int(x, 0):
+ * "+1", "0x1f", "1_000", spaces), which pickle never writes: refused.  With
+ * no_leading_zeros, "007" is refused: Python's int(x, 0) refuses it, and
+ * CPython's C unpickler reads it as octal ("000" is 0 for both).
+ */
+static int parse_decimal(dec *d, const char *s, size_t n, int signs, int no_leading_zeros, int *neg,
+                         uint64_t *mag)
+{
+    char m[72];
+    size_t i = 0;
+    *neg = 0;
+    *mag = 0;
+    if (signs && n > 0 && s[0] == '-')
+        *neg = s[i++] == '-';
+    if (i == n)
+        return corrupt(d, "'%s' is not a decimal integer", printable(m, sizeof m, s, n));
+    size_t first = i;
+    int nonzero = 0;
+    for (; i < n; i++) {
+        if (!is_digit(s[i]))
+            return corrupt(d, "'%s' is not a decimal integer (pickle writes an optional '-' and digits)",
+                           printable(m, sizeof m, s, n));
+        unsigned digit = (unsigned)(s[i] - '0');
+        if (*mag > (UINT64_MAX - digit) / 10)
+            return corrupt(d, "the integer %s does not fit in 64 bits", printable(m, sizeof m, s, n));
+        *mag = *mag * 10 + digit;
+        nonzero |= digit != 0;
+    }
+    if (no_leading_zeros && s[first] == '0' && nonzero)
+        return corrupt(d, "'%s' has leading zeros, which Python's int(x, 0) refuses", printable(m, sizeof m, s, n));
+    return 0;
+}
+
+/* INT: "01" and "00" are True and False (protocol 0's bools), else an integer. */
+static int op_int(dec *d)
+{
+    const char *s = NULL;
+    size_t n = 0;
+    int rc = read_line(d, "the integer", &s, &n), neg;
+    uint64_t mag;
+    if (rc)
+        return rc;
+    if (n == 2 && s[0] == '0' && (s[1] == '0' || s[1] == '1')) {
+        brine_pvalue *v = newval(d, BRINE_PV_BOOL);
+        if (v)
+            v->v.b = s[1] == '1';
+        return push(d, v);
+    }
+    if ((rc = parse_decimal(d, s, n, 1, 1, &neg, &mag)) != 0)
+        return rc;
+    /* CPython's C unpickler reads any 2-character 0 or 1 as a bool, its Python one "-0" as 0. */
+    if (n == 2 && neg && mag == 0)
+        return corrupt(d, "'-0' is ambiguous (False or 0 depending on CPython's unpickler)");
+    return push_signed(d, neg, mag);
+}
+
+/* LONG: decimal digits with an optional 'L' suffix (Python 2 wrote it). */
+static int op_long(dec *d)
+{
+    const char *s = NULL;
+    size_t n = 0;
+    int rc = read_line(d, "the integer", &s, &n), neg;
+    uint64_t mag;
+    if (rc)
+        return rc;
+    if (n > 0 && s[n - 1] == 'L')
+        n--;
+    if ((rc = parse_decimal(d, s, n, 1, 1, &neg, &mag)) != 0)
+        return rc;
+    return push_signed(d, neg, mag);
+}
+
+/* Case-insensitive equality of s[0..n) and the lower-case word w. */
+static int word_is(const char *s, size_t n, const char *w)
+{
+    if (n != strlen(w))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+        if (c != w[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether s[0..n) is a float as repr() writes it: [sign] digits [. digits] [e [sign] digits], inf, nan. */
+static int float_text_valid(const char *s, size_t n)
+{
+    size_t i = 0, digits = 0;
+    if (i < n && (s[i] == '-' || s[i] == '+'))
+        i++;
+    if (word_is(s + i, n - i, "inf") || word_is(s + i, n - i, "infinity") || word_is(s + i, n - i, "nan"))
+        return 1;
+    for (; i < n && is_digit(s[i]); i++)
+        digits++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && is_digit(s[i]); i++)
+            digits++;
+    if (digits == 0)
+        return 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '-' || s[i] == '+'))
+            i++;
+        if (i == n || !is_digit(s[i]))
+            return 0;
+        while (i < n && is_digit(s[i]))
+            i++;
+    }
+    return i == n;
+}
+
+/* FLOAT: repr() of a float.  strtod, correctly rounded, in the "C" locale whatever the program's. */
+static int op_float(dec *d)
+{
+    char m[72];
+    const char *s = NULL;
+    size_t n = 0;
+    int rc = read_line(d, "the float", &s, &n);
+    if (rc)
+        return rc;
+    if (!float_text_valid(s, n))
+        return corrupt(d, "'%s' is not a float as Python writes one", printable(m, sizeof m, s, n));
+    char *text = arena_alloc(d->doc, n + 1);
+    if (!text)
+        return nomem(d);
+    memcpy(text, s, n);
+    text[n] = '\0';
+    if (d->c_locale == (locale_t)0) {
+        d->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+        if (d->c_locale == (locale_t)0)
+            return nomem(d);
+    }
+    locale_t old = uselocale(d->c_locale);
+    char *end = NULL;
+    double x = strtod(text, &end);
+    uselocale(old);
+    if (end != text + n)
+        return corrupt(d, "'%s' is not a float as Python writes one", printable(m, sizeof m, s, n));
+    /* Python writes infinities as "inf"; CPython's C unpickler refuses "1e999" (OverflowError). */
+    if (isinf(x) && is_digit(text[strspn(text, "+-.")]))
+        return corrupt(d, "'%s' is out of the range of a double", printable(m, sizeof m, s, n));
+    brine_pvalue *v = newval(d, BRINE_PV_FLOAT);
+    if (v)
+        v->v.f = x;
+    return push(d, v);
+}
+
+static int is_ascii(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] >= 0x80)
+            return 0;
+    }
+    return 1;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The character of the escape \c for the one-letter escapes, or -1. */
+static int simple_escape(char c)
+{
+    switch (c) {
+    case '\\': return '\\';
+    case '\'': return '\'';
+    case '"': return '"';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    case 'a': return '\a';
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'v': return '\v';
+    default: return -1;
+    }
+}
+
+/*
+ * STRING: a quoted Python 2 str literal.  Python 3 unescapes it
+ * (codecs.escape_decode) and decodes it with the unpickler's encoding,
+ * 'ASCII' by default: a str of ASCII characters.  The escapes Python 2's
+ * repr() writes are decoded (\\ \' \" \n \r \t \a \b \f \v \xhh \ooo);
+ * anything else, and any non-ASCII result, is refused.
+ */
+static int op_string(dec *d)
+{
+    char m[72];
+    const char *s = NULL;
+    size_t n = 0;
+    int rc = read_line(d, "the string", &s, &n);
+    if (rc)
+        return rc;
+    if (n < 2 || s[0] != s[n - 1] || (s[0] != '\'' && s[0] != '"'))
+        return corrupt(d, "the STRING argument must be quoted");
+    s++;
+    n -= 2;
+    char *out = arena_alloc(d->doc, n);
+    if (!out)
+        return nomem(d);
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = (unsigned char)s[i];
+        if (c == '\\') {
+            if (++i == n)
+                return corrupt(d, "the string ends with a lone backslash");
+            int simple = simple_escape(s[i]);
+            if (simple >= 0) {
+                c = (unsigned)simple;
+            } else if (s[i] >= '0' && s[i] <= '7') {
+                c = 0;
+                for (int k = 0; k < 3 && i < n && s[i] >= '0' && s[i] <= '7'; k++, i++)
+                    c = c * 8 + (unsigned)(s[i] - '0');
+                i--;
+            } else if (s[i] == 'x' && i + 2 < n && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+                c = (unsigned)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+                i += 2;
+            } else {
+                return corrupt(d, "the string has the escape '\\%s', which brine does not decode",
+                               printable(m, sizeof m, s + i, 1));
+            }
+        }
+        if (c >= 0x80)
+            return corrupt(d, "the string has the byte 0x%02x: not ASCII, which Python 3 refuses by default", c);
+        out[j++] = (char)c;
+    }
+    return push(d, new_str(d, BRINE_PV_STR, out, j));
+}
+
+/* BINSTRING, SHORT_BINSTRING: n bytes, which must be ASCII (decoded as 'ASCII', as Python 3 does). */
+static int op_binstring(dec *d, size_t n)
+{
+    if (!is_ascii((const char *)d->p + d->pos, n))
+        return corrupt(d, "the string of %zu bytes is not ASCII, which Python 3 refuses by default", n);
+    return push_str(d, BRINE_PV_STR, n);
+}
+
+static size_t put_utf8(char *out, uint32_t cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/*
+ * UNICODE: raw-unicode-escape text.  Bytes are Latin-1 characters, except
+ * the escapes \uXXXX and \UXXXXXXXX, which Python writes for characters above
+ * U+00FF and for \ \0 \n \r \x1a.  A backslash starting anything else is
+ * refused (Python would keep it, but never writes one), as are surrogates.
+ */
+static int op_unicode(dec *d)
+{
+    const char *s = NULL;
+    size_t n = 0;
+    int rc = read_line(d, "the string", &s, &n);
+    if (rc)
+        return rc;
+    /* Each byte gives at most 2 bytes of UTF-8; an escape of 6 or 10 bytes at most 4. */
+    size_t cap;
+    if (brine__mul_overflows(n, 2, &cap))
+        return nomem(d);
+    char *out = arena_alloc(d->doc, cap);
+    if (!out)
+        return nomem(d);
+    size_t j = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = (unsigned char)s[i];
+        if (cp != '\\') {
+            i++;
+        } else if (i + 1 < n && (s[i + 1] == 'u' || s[i + 1] == 'U')) {
+            size_t k = s[i + 1] == 'u' ? 4 : 8;
+            if (n - i - 2 < k)
+                return corrupt(d, "truncated \\%c escape at byte %zu of the string", s[i + 1], i);
+            cp = 0;
+            for (size_t h = 0; h < k; h++) {
+                int x = hex_value(s[i + 2 + h]);
+                if (x < 0)
+                    return corrupt(d, "bad \\%c escape at byte %zu of the string", s[i + 1], i);
+                if (cp > 0x10ffff)
+                    break; /* the check below refuses it; no overflow */
+                cp = cp * 16 + (uint32_t)x;
+            }
+            if (cp > 0x10ffff)
+                return corrupt(d, "the \\U escape at byte %zu of the string is above U+10FFFF", i);
+            if (cp >= 0xd800 && cp <= 0xdfff)
+                return corrupt(d, "the escape at byte %zu of the string is a surrogate (U+%04X), not a character",
+                               i, (unsigned)cp);
+            i += 2 + k;
+        } else {
+            return corrupt(d, "a backslash at byte %zu of the string starts no \\uXXXX or \\UXXXXXXXX escape "
+                              "(pickle writes a backslash as \\u005c)", i);
+        }
+        j += put_utf8(out + j, cp);
+    }
+    return push(d, new_str(d, BRINE_PV_STR, out, j));
+}
+
+/* PUT, GET: a decimal memo index. */
+static int read_memo_index(dec *d, uint64_t *key)
+{
+    const char *s = NULL;
+    size_t n = 0;
+    int neg, rc = read_line(d, "the memo index", &s, &n);
+    if (rc)
+        return rc;
+    if (n > 0 && s[0] == '-')
+        return corrupt(d, "negative memo index");
+    return parse_decimal(d, s, n, 0, 0, &neg, key);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Globals */
+
+static const struct known_global {
+    const char *module, *name;
+    int which;
+} known_globals[] = {
+    {"numpy", "ndarray", BRINE_PGLOBAL_NDARRAY},
+    {"builtins", "complex", BRINE_PGLOBAL_COMPLEX},
+    {"__builtin__", "complex", BRINE_PGLOBAL_COMPLEX},
+    {"numpy.core.numeric", "_frombuffer", BRINE_PGLOBAL_FROMBUFFER},
+    {"numpy._core.numeric", "_frombuffer", BRINE_PGLOBAL_FROMBUFFER},
+    {"numpy.core.multiarray", "_reconstruct", BRINE_PGLOBAL_RECONSTRUCT},
+    {"numpy._core.multiarray", "_reconstruct", BRINE_PGLOBAL_RECONSTRUCT},
+    {"numpy", "dtype", BRINE_PGLOBAL_DTYPE},
+    {"numpy.core.multiarray", "scalar", BRINE_PGLOBAL_SCALAR},
+    {"numpy._core.multiarray", "scalar", BRINE_PGLOBAL_SCALAR},
+    {"_codecs", "encode", BRINE_PGLOBAL_ENCODE},
+    {"builtins", "bytes", BRINE_PGLOBAL_BYTES},
+    {"__builtin__", "bytes", BRINE_PGLOBAL_BYTES},
+};
 
 static int push_global(dec *d, const char *mod, size_t modlen, const char *name, size_t namelen)
 {
     int which = 0;
-    if (modlen == 5 && !memcmp(mod, "numpy", 5) && namelen == 7 && !memcmp(name, "ndarray", 7))
-        which = BRINE_PGLOBAL_NDARRAY;
-    else if (modlen == 8 && !memcmp(mod, "builtins", 8) && namelen == 7 && !memcmp(name, "complex", 7))
-        which = BRINE_PGLOBAL_COMPLEX;
+    for (size_t i = 0; i < sizeof known_globals / sizeof known_globals[0] && !which; i++) {
+        const struct known_global *g = &known_globals[i];
+        if (strlen(g->module) == modlen && !memcmp(g->module, mod, modlen) && strlen(g->name) == namelen &&
+            !memcmp(g->name, name, namelen))
+            which = g->which;
+    }
     if (!which) {
         char m[72], n[72];
-        return corrupt(d, "global '%s %s' is not allowed (only 'numpy ndarray' and 'builtins complex')",
+        return corrupt(d, "global '%s %s' is not allowed (only numpy.ndarray, builtins.complex, numpy's "
+                          "_frombuffer, _reconstruct, dtype and scalar, and _codecs.encode and bytes: "
+                          "docs/format.md 3.3)",
                        printable(m, sizeof m, mod, modlen), printable(n, sizeof n, name, namelen));
     }
     brine_pvalue *v = newval(d, BRINE_PV_GLOBAL);
@@ -621,21 +1086,18 @@ static int push_global(dec *d, const char *mod, size_t modlen, const char *name,
     return push(d, v);
 }
 
-/* GLOBAL's argument: "module\nname\n". */
-static int read_line(dec *d, const char **s, size_t *n)
-{
-    const uint8_t *start = d->p + d->pos;
-    const uint8_t *nl = memchr(start, '\n', d->len - d->pos);
-    if (!nl)
-        return corrupt(d, "the global's name has no end of line before the end of the stream");
-    *s = (const char *)start;
-    *n = (size_t)(nl - start);
-    d->pos += *n + 1;
-    return 0;
-}
+/* ------------------------------------------------------------------------ */
+/* REDUCE of the known globals */
 
+/*
+ * A plain int or float, not a numpy scalar: where the Python reader takes only
+ * int and float (numpy's own pickles never put numpy scalars there), so must
+ * this decoder.
+ */
 static int as_double(const brine_pvalue *v, double *out)
 {
+    if (v->has_np_dtype)
+        return -1;
     if (v->kind == BRINE_PV_FLOAT)
         *out = v->v.f;
     else if (v->kind == BRINE_PV_INT)
@@ -643,6 +1105,26 @@ static int as_double(const brine_pvalue *v, double *out)
     else
         return -1;
     return 0;
+}
+
+/* Whether v is the plain int want (not a bool, not a numpy scalar). */
+static int is_int(const brine_pvalue *v, int64_t want)
+{
+    if (v->kind != BRINE_PV_INT || v->has_np_dtype)
+        return 0;
+    return want < 0 ? v->v.integer.negative && v->v.integer.i == want
+                    : !v->v.integer.negative && v->v.integer.u == (uint64_t)want;
+}
+
+/* Whether v is a plain bool (not a numpy bool). */
+static int is_bool(const brine_pvalue *v)
+{
+    return v->kind == BRINE_PV_BOOL && !v->has_np_dtype;
+}
+
+static int is_str(const brine_pvalue *v, const char *want)
+{
+    return v->kind == BRINE_PV_STR && v->v.str.len == strlen(want) && !memcmp(v->v.str.s, want, v->v.str.len);
 }
 
 static int reduce_complex(dec *d, const brine_pvalue *args, brine_pvalue **out)
@@ -659,59 +1141,59 @@ static int reduce_complex(dec *d, const brine_pvalue *args, brine_pvalue **out)
     return 0;
 }
 
-static int reduce_ndarray(dec *d, const brine_pvalue *args, brine_pvalue **out)
+/*
+ * Checks an array's shape, a tuple of at most BRINE_MAX_NDIM non-negative
+ * ints, and its size in bytes for dtype dt (who names the call for messages).
+ * A zero extent makes the array empty whatever the others are, as numpy has it.
+ */
+static int check_shape(dec *d, const char *who, const brine_pvalue *shape, int dt, uint64_t *nbytes)
 {
-    if (args->v.seq.n != 6)
-        return corrupt(d, "numpy.ndarray takes (shape, dtype, buffer, 0, None, order), got %zu arguments",
-                       args->v.seq.n);
-    brine_pvalue *const *a = args->v.seq.items;
-    const brine_pvalue *shape = a[0], *dtype = a[1], *buf = a[2], *offset = a[3], *strides = a[4], *order = a[5];
-
     if (shape->kind != BRINE_PV_TUPLE || shape->v.seq.n > BRINE_MAX_NDIM)
-        return corrupt(d, "numpy.ndarray's shape must be a tuple of at most %d ints", BRINE_MAX_NDIM);
+        return corrupt(d, "%s's shape must be a tuple of at most %d ints", who, BRINE_MAX_NDIM);
     uint64_t nelem = 1;
     int overflow = 0;
     for (size_t i = 0; i < shape->v.seq.n; i++) {
         const brine_pvalue *e = shape->v.seq.items[i];
-        if (e->kind != BRINE_PV_INT || e->v.integer.negative)
-            return corrupt(d, "numpy.ndarray's shape holds a %s, not a non-negative int",
-                           e->kind == BRINE_PV_INT ? "negative int" : kindname(e->kind));
+        if (e->kind != BRINE_PV_INT || e->v.integer.negative || e->has_np_dtype)
+            return corrupt(d, "%s's shape holds a %s, not a non-negative int", who,
+                           e->has_np_dtype             ? "numpy int"
+                           : e->kind == BRINE_PV_INT ? "negative int"
+                                                     : kindname(e->kind));
         if (e->v.integer.u != 0 && nelem > UINT64_MAX / e->v.integer.u)
             overflow = 1;
         nelem *= e->v.integer.u;
     }
-    if (dtype->kind != BRINE_PV_STR)
-        return corrupt(d, "numpy.ndarray's dtype is a %s, not a str", kindname(dtype->kind));
-    int dt = brine_dtype__from_numpy(dtype->v.str.s, dtype->v.str.len);
-    if (dt < 0) {
-        char m[72];
-        return corrupt(d, "unknown numpy dtype '%s'", printable(m, sizeof m, dtype->v.str.s, dtype->v.str.len));
-    }
+    if (dt < 0)
+        return 0; /* the caller checks the dtype first, then calls again */
     size_t itemsize = brine_dtype__info(dt)->size;
-    /* A zero extent makes the array empty whatever the others are, as numpy has it. */
     if (nelem != 0 && (overflow || nelem > UINT64_MAX / itemsize))
-        return corrupt(d, "numpy.ndarray's size overflows 64 bits");
-    uint64_t nbytes = nelem * itemsize;
-    if (buf->kind != BRINE_PV_BUFFER && buf->kind != BRINE_PV_BYTES)
-        return corrupt(d, "numpy.ndarray's buffer is a %s, not NEXT_BUFFER or bytes", kindname(buf->kind));
-    if (buf->kind == BRINE_PV_BYTES && (uint64_t)buf->v.str.len != nbytes)
-        return corrupt(d, "numpy.ndarray's in-band buffer has %zu bytes, its shape and dtype need %llu",
-                       buf->v.str.len, (unsigned long long)nbytes);
-    if (offset->kind != BRINE_PV_INT || offset->v.integer.negative || offset->v.integer.u != 0)
-        return corrupt(d, "numpy.ndarray's offset must be the int 0");
-    if (strides->kind != BRINE_PV_NONE)
-        return corrupt(d, "numpy.ndarray's strides must be None");
-    if (order->kind != BRINE_PV_STR || order->v.str.len != 1 || (order->v.str.s[0] != 'C' && order->v.str.s[0] != 'F'))
-        return corrupt(d, "numpy.ndarray's order must be 'C' or 'F'");
+        return corrupt(d, "%s's size overflows 64 bits", who);
+    *nbytes = nelem * itemsize;
+    return 0;
+}
 
+/* docs/format.md 2.3: 'F' only when the bytes lie differently from 'C' (2+ extents != 1, not empty). */
+static char normal_order(char order, int ndim, const uint64_t *shape)
+{
+    int big = 0, empty = 0;
+    for (int i = 0; i < ndim; i++) {
+        big += shape[i] != 1;
+        empty |= shape[i] == 0;
+    }
+    return order == 'F' && big >= 2 && !empty ? 'F' : 'C';
+}
+
+/* A new NDARRAY of shape[0..ndim) over buf (a BUFFER, or in-band bytes of exactly the right length). */
+static brine_pvalue *new_array(dec *d, int ndim, const uint64_t *shape, int dt, char order, const brine_pvalue *buf)
+{
     brine_pvalue *v = newval(d, BRINE_PV_NDARRAY);
     if (!v)
-        return nomem(d);
-    v->v.array.ndim = (int)shape->v.seq.n;
-    for (size_t i = 0; i < shape->v.seq.n; i++)
-        v->v.array.shape[i] = shape->v.seq.items[i]->v.integer.u;
+        return NULL;
+    v->v.array.ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        v->v.array.shape[i] = shape[i];
     v->v.array.dtype = dt;
-    v->v.array.order = order->v.str.s[0];
+    v->v.array.order = order;
     if (buf->kind == BRINE_PV_BUFFER) {
         v->v.array.buffer = (int64_t)buf->v.buffer;
     } else {
@@ -719,7 +1201,300 @@ static int reduce_ndarray(dec *d, const brine_pvalue *args, brine_pvalue **out)
         v->v.array.inband = (const uint8_t *)buf->v.str.s;
         v->v.array.inband_len = buf->v.str.len;
     }
+    return v;
+}
+
+static int reduce_ndarray(dec *d, const brine_pvalue *args, brine_pvalue **out)
+{
+    if (args->v.seq.n != 6)
+        return corrupt(d, "numpy.ndarray takes (shape, dtype, buffer, 0, None, order), got %zu arguments",
+                       args->v.seq.n);
+    brine_pvalue *const *a = args->v.seq.items;
+    const brine_pvalue *shape = a[0], *dtype = a[1], *buf = a[2], *offset = a[3], *strides = a[4], *order = a[5];
+    uint64_t nbytes = 0, dims[BRINE_MAX_NDIM];
+    int rc = check_shape(d, "numpy.ndarray", shape, -1, &nbytes);
+    if (rc)
+        return rc;
+    if (dtype->kind != BRINE_PV_STR)
+        return corrupt(d, "numpy.ndarray's dtype is a %s, not a str", kindname(dtype->kind));
+    int dt = brine_dtype__from_numpy(dtype->v.str.s, dtype->v.str.len);
+    if (dt < 0) {
+        char m[72];
+        return corrupt(d, "unknown numpy dtype '%s'", printable(m, sizeof m, dtype->v.str.s, dtype->v.str.len));
+    }
+    if ((rc = check_shape(d, "numpy.ndarray", shape, dt, &nbytes)) != 0)
+        return rc;
+    if (buf->kind != BRINE_PV_BUFFER && buf->kind != BRINE_PV_BYTES)
+        return corrupt(d, "numpy.ndarray's buffer is a %s, not NEXT_BUFFER or bytes", kindname(buf->kind));
+    if (buf->kind == BRINE_PV_BYTES && (uint64_t)buf->v.str.len != nbytes)
+        return corrupt(d, "numpy.ndarray's in-band buffer has %zu bytes, its shape and dtype need %llu",
+                       buf->v.str.len, (unsigned long long)nbytes);
+    if (!is_int(offset, 0))
+        return corrupt(d, "numpy.ndarray's offset must be the int 0");
+    if (strides->kind != BRINE_PV_NONE)
+        return corrupt(d, "numpy.ndarray's strides must be None");
+    if (order->kind != BRINE_PV_STR || order->v.str.len != 1 || (order->v.str.s[0] != 'C' && order->v.str.s[0] != 'F'))
+        return corrupt(d, "numpy.ndarray's order must be 'C' or 'F'");
+    for (size_t i = 0; i < shape->v.seq.n; i++)
+        dims[i] = shape->v.seq.items[i]->v.integer.u;
+    /* brine's own form keeps the order as written (a writer writes 'C' where 2.3 says so). */
+    if (!(*out = new_array(d, (int)shape->v.seq.n, dims, dt, order->v.str.s[0], buf)))
+        return nomem(d);
+    return 0;
+}
+
+/*
+ * numpy's _frombuffer(buffer, dtype, shape, order[, axis_order]), what
+ * ndarray.__reduce_ex__(5) writes for a C- or F-contiguous array:
+ * frombuffer(buffer, dtype).reshape(shape, order=order).  numpy 2 adds
+ * axis_order: with order 'K' the array is reshape(shape, 'C').transpose(axis_order).
+ * brine represents the identity (C order) and the reversal (F order of the
+ * reversed shape) exactly; other permutations are refused.
+ */
+static int reduce_frombuffer(dec *d, const brine_pvalue *args, brine_pvalue **out)
+{
+    size_t n = args->v.seq.n;
+    if (n != 4 && n != 5)
+        return corrupt(d, "numpy's _frombuffer takes (buffer, dtype, shape, order[, axis_order]), got %zu arguments", n);
+    brine_pvalue *const *a = args->v.seq.items;
+    const brine_pvalue *buf = a[0], *dtype = a[1], *shape = a[2], *order = a[3], *axes = n == 5 ? a[4] : NULL;
+    uint64_t nbytes = 0, dims[BRINE_MAX_NDIM];
+    if (dtype->kind != BRINE_PV_DTYPE)
+        return corrupt(d, "numpy's _frombuffer's dtype is a %s, not a numpy.dtype", kindname(dtype->kind));
+    int rc = check_shape(d, "numpy's _frombuffer", shape, dtype->v.dtype.id, &nbytes);
+    if (rc)
+        return rc;
+    int ndim = (int)shape->v.seq.n;
+    for (int i = 0; i < ndim; i++)
+        dims[i] = shape->v.seq.items[i]->v.integer.u;
+    if (order->kind != BRINE_PV_STR || order->v.str.len != 1 || !strchr("CFK", order->v.str.s[0]) ||
+        order->v.str.s[0] == '\0')
+        return corrupt(d, "numpy's _frombuffer's order must be 'C', 'F' or 'K'");
+    char o = order->v.str.s[0];
+    if (o != 'K' && axes && axes->kind != BRINE_PV_NONE)
+        return corrupt(d, "numpy's _frombuffer's axis_order must be None when the order is '%c'", o);
+    if (o == 'K') {
+        if (!axes || axes->kind != BRINE_PV_TUPLE || axes->v.seq.n != (size_t)ndim)
+            return corrupt(d, "numpy's _frombuffer with order 'K' needs an axis_order of %d ints", ndim);
+        int identity = 1, reversal = 1;
+        unsigned seen = 0;
+        for (int i = 0; i < ndim; i++) {
+            const brine_pvalue *e = axes->v.seq.items[i];
+            if (e->kind != BRINE_PV_INT || e->has_np_dtype || e->v.integer.negative ||
+                e->v.integer.u >= (uint64_t)ndim || (seen & (1u << e->v.integer.u)))
+                return corrupt(d, "numpy's _frombuffer's axis_order is not a permutation of the %d axes", ndim);
+            seen |= 1u << e->v.integer.u;
+            identity &= e->v.integer.u == (uint64_t)i;
+            reversal &= e->v.integer.u == (uint64_t)(ndim - 1 - i);
+        }
+        if (!identity && !reversal) {
+            char p[8 * BRINE_MAX_NDIM + 8];
+            size_t used = 0;
+            for (int i = 0; i < ndim; i++)
+                used += (size_t)snprintf(p + used, sizeof p - used, "%s%llu", i ? ", " : "",
+                                         (unsigned long long)axes->v.seq.items[i]->v.integer.u);
+            return corrupt(d, "numpy's _frombuffer's axis_order (%s) is neither the identity nor the reversal: "
+                              "brine arrays are in C or F order", p);
+        }
+        if (identity) {
+            o = 'C';
+        } else {
+            o = 'F';
+            for (int i = 0; i < ndim; i++)
+                dims[i] = shape->v.seq.items[ndim - 1 - i]->v.integer.u;
+        }
+    }
+    if (buf->kind != BRINE_PV_BUFFER && buf->kind != BRINE_PV_BYTES && buf->kind != BRINE_PV_BYTEARRAY)
+        return corrupt(d, "numpy's _frombuffer's buffer is a %s, not NEXT_BUFFER, bytes or bytearray",
+                       kindname(buf->kind));
+    if (buf->kind != BRINE_PV_BUFFER && (uint64_t)buf->v.str.len != nbytes)
+        return corrupt(d, "numpy's _frombuffer's in-band buffer has %zu bytes, its shape and dtype need %llu",
+                       buf->v.str.len, (unsigned long long)nbytes);
+    if (!(*out = new_array(d, ndim, dims, dtype->v.dtype.id, normal_order(o, ndim, dims), buf)))
+        return nomem(d);
+    return 0;
+}
+
+/* numpy's _reconstruct(numpy.ndarray, (0,), b'b'): an empty array that BUILD fills (build_array). */
+static int reduce_reconstruct(dec *d, const brine_pvalue *args, brine_pvalue **out)
+{
+    brine_pvalue *const *a = args->v.seq.items;
+    if (args->v.seq.n != 3 || a[0]->kind != BRINE_PV_GLOBAL || a[0]->v.global != BRINE_PGLOBAL_NDARRAY ||
+        a[1]->kind != BRINE_PV_TUPLE || a[1]->v.seq.n != 1 || !is_int(a[1]->v.seq.items[0], 0) ||
+        a[2]->kind != BRINE_PV_BYTES || a[2]->v.str.len != 1 || a[2]->v.str.s[0] != 'b')
+        return corrupt(d, "numpy's _reconstruct takes exactly (numpy.ndarray, (0,), b'b')");
+    if (!(*out = newval(d, BRINE_PV_RECONSTRUCT)))
+        return nomem(d);
+    return 0;
+}
+
+/* numpy's dtype codes ("f8": kind and size) of the brine dtypes. */
+static const struct {
+    const char *code;
+    int dtype;
+} dtype_codes[] = {
+    {"b1", BRINE_BOOL}, {"i1", BRINE_I8},  {"i2", BRINE_I16}, {"i4", BRINE_I32},  {"i8", BRINE_I64},
+    {"u1", BRINE_U8},   {"u2", BRINE_U16}, {"u4", BRINE_U32}, {"u8", BRINE_U64},  {"f4", BRINE_F32},
+    {"f8", BRINE_F64},  {"c8", BRINE_C64}, {"c16", BRINE_C128},
+};
+
+/* numpy's name of a dtype code brine refuses, for messages ("f2" is float16). */
+static const char *refused_dtype_name(char *buf, size_t cap, const char *code, size_t n)
+{
+    unsigned long size = 0;
+    for (size_t i = 1; i < n && i < 6 && is_digit(code[i]); i++)
+        size = size * 10 + (unsigned long)(code[i] - '0');
+    const char *what = NULL;
+    switch (n ? code[0] : 0) {
+    case 'f': what = "float"; break;
+    case 'c': what = "complex"; break;
+    case 'i': what = "int"; break;
+    case 'u': what = "uint"; break;
+    case 'b': what = "bool"; break;
+    case 'O': return "object";
+    case 'U': return "str";
+    case 'S': return "bytes";
+    case 'V': return "void or structured";
+    case 'M': return "datetime64";
+    case 'm': return "timedelta64";
+    default: return "unknown";
+    }
+    snprintf(buf, cap, "%s%lu", what, size * 8);
+    return buf;
+}
+
+/* numpy.dtype(code, align, copy): what dtype.__reduce__ writes, ('f8', False, True). */
+static int reduce_dtype(dec *d, const brine_pvalue *args, brine_pvalue **out)
+{
+    brine_pvalue *const *a = args->v.seq.items;
+    if (args->v.seq.n != 3 || a[0]->kind != BRINE_PV_STR || !is_bool(a[1]) || !is_bool(a[2]))
+        return corrupt(d, "numpy.dtype takes (code, align, copy) as numpy writes it, e.g. ('f8', False, True)");
+    int dt = -1;
+    for (size_t i = 0; i < sizeof dtype_codes / sizeof dtype_codes[0] && dt < 0; i++) {
+        if (is_str(a[0], dtype_codes[i].code))
+            dt = dtype_codes[i].dtype;
+    }
+    if (dt < 0) {
+        char m[72], name[32];
+        return corrupt(d, "numpy dtype '%s' (%s) is not one of brine's 13 dtypes (bool, int8-64, uint8-64, "
+                          "float32, float64, complex64, complex128)",
+                       printable(m, sizeof m, a[0]->v.str.s, a[0]->v.str.len),
+                       refused_dtype_name(name, sizeof name, a[0]->v.str.s, a[0]->v.str.len));
+    }
+    brine_pvalue *v = newval(d, BRINE_PV_DTYPE);
+    if (!v)
+        return nomem(d);
+    v->v.dtype.id = dt;
     *out = v;
+    return 0;
+}
+
+static uint64_t load_le(const char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)(unsigned char)p[i] << (8 * i);
+    return v;
+}
+
+static double load_f32(const char *p)
+{
+    uint32_t bits = (uint32_t)load_le(p, 4);
+    float f;
+    memcpy(&f, &bits, 4);
+    return (double)f; /* exact */
+}
+
+static double load_f64(const char *p)
+{
+    uint64_t bits = load_le(p, 8);
+    double x;
+    memcpy(&x, &bits, 8);
+    return x;
+}
+
+/* numpy's scalar(dtype, bytes): a numpy scalar, from its little-endian bytes. */
+static int reduce_scalar(dec *d, const brine_pvalue *args, brine_pvalue **out)
+{
+    brine_pvalue *const *a = args->v.seq.items;
+    if (args->v.seq.n != 2 || a[0]->kind != BRINE_PV_DTYPE || a[1]->kind != BRINE_PV_BYTES)
+        return corrupt(d, "numpy's scalar takes exactly (numpy.dtype, bytes)");
+    int dt = a[0]->v.dtype.id;
+    const brine_dtype_info *info = brine_dtype__info(dt);
+    const char *p = a[1]->v.str.s;
+    if (a[1]->v.str.len != info->size)
+        return corrupt(d, "a numpy %s scalar has %zu bytes, not %zu", info->name, a[1]->v.str.len, info->size);
+    brine_pvalue *v = newval(d, BRINE_PV_NONE);
+    if (!v)
+        return nomem(d);
+    v->has_np_dtype = 1;
+    v->np_dtype = dt;
+    switch (info->kind) {
+    case BRINE_KIND_BOOL:
+        if ((unsigned char)p[0] > 1)
+            return corrupt(d, "a numpy bool scalar holds the byte %u, not 0 or 1", (unsigned char)p[0]);
+        v->kind = BRINE_PV_BOOL;
+        v->v.b = p[0];
+        break;
+    case BRINE_KIND_INT: {
+        uint64_t u = load_le(p, info->size);
+        if (info->size < 8 && (u >> (8 * info->size - 1)))
+            u |= ~(uint64_t)0 << (8 * info->size); /* sign extension */
+        v->kind = BRINE_PV_INT;
+        if (u >> 63) {
+            v->v.integer.negative = 1;
+            v->v.integer.i = -(int64_t)(~u) - 1; /* exact, as in push_long */
+        } else {
+            v->v.integer.i = (int64_t)u;
+            v->v.integer.u = u;
+        }
+        break;
+    }
+    case BRINE_KIND_UINT:
+        v->kind = BRINE_PV_INT;
+        v->v.integer.u = load_le(p, info->size);
+        v->v.integer.i = v->v.integer.u <= (uint64_t)INT64_MAX ? (int64_t)v->v.integer.u : 0;
+        break;
+    case BRINE_KIND_FLOAT:
+        v->kind = BRINE_PV_FLOAT;
+        v->v.f = info->size == 4 ? load_f32(p) : load_f64(p);
+        break;
+    case BRINE_KIND_COMPLEX:
+        v->kind = BRINE_PV_COMPLEX;
+        v->v.c.re = info->size == 8 ? load_f32(p) : load_f64(p);
+        v->v.c.im = info->size == 8 ? load_f32(p + 4) : load_f64(p + 8);
+        break;
+    default:
+        assert(0);
+    }
+    *out = v;
+    return 0;
+}
+
+/* _codecs.encode(text, 'latin1'): how protocols 0 to 2 pickle bytes. */
+static int reduce_encode(dec *d, const brine_pvalue *args, brine_pvalue **out)
+{
+    brine_pvalue *const *a = args->v.seq.items;
+    if (args->v.seq.n != 2 || a[0]->kind != BRINE_PV_STR || !is_str(a[1], "latin1"))
+        return corrupt(d, "_codecs.encode takes exactly (str, 'latin1'), as pickle writes bytes");
+    const unsigned char *s = (const unsigned char *)a[0]->v.str.s;
+    size_t n = a[0]->v.str.len, j = 0;
+    char *bytes = arena_alloc(d->doc, n);
+    if (!bytes)
+        return nomem(d);
+    /* The str is valid UTF-8: U+0000-U+007F is one byte, U+0080-U+00FF is 0xc2 or 0xc3 and one more. */
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < 0x80) {
+            bytes[j++] = (char)s[i];
+        } else if ((s[i] == 0xc2 || s[i] == 0xc3) && i + 1 < n) {
+            bytes[j++] = (char)(((s[i] & 0x03) << 6) | (s[i + 1] & 0x3f));
+            i++;
+        } else {
+            return corrupt(d, "_codecs.encode to latin1 of a character above U+00FF");
+        }
+    }
+    if (!(*out = new_str(d, BRINE_PV_BYTES, bytes, j)))
+        return nomem(d);
     return 0;
 }
 
@@ -731,20 +1506,114 @@ static int reduce(dec *d)
     const brine_pvalue *args = d->stack[d->sn - 1];
     const brine_pvalue *callable = d->stack[d->sn - 2];
     if (callable->kind != BRINE_PV_GLOBAL)
-        return corrupt(d, "calls a %s (only numpy.ndarray and builtins.complex may be called)",
+        return corrupt(d, "calls a %s (only the globals of docs/format.md 3.3 may be called)",
                        kindname(callable->kind));
     if (args->kind != BRINE_PV_TUPLE)
         return corrupt(d, "the arguments are a %s, not a tuple", kindname(args->kind));
     brine_pvalue *v = NULL;
-    assert(callable->v.global == BRINE_PGLOBAL_NDARRAY || callable->v.global == BRINE_PGLOBAL_COMPLEX);
-    if (callable->v.global == BRINE_PGLOBAL_NDARRAY)
-        rc = reduce_ndarray(d, args, &v);
-    else
-        rc = reduce_complex(d, args, &v);
+    switch (callable->v.global) {
+    case BRINE_PGLOBAL_NDARRAY: rc = reduce_ndarray(d, args, &v); break;
+    case BRINE_PGLOBAL_COMPLEX: rc = reduce_complex(d, args, &v); break;
+    case BRINE_PGLOBAL_FROMBUFFER: rc = reduce_frombuffer(d, args, &v); break;
+    case BRINE_PGLOBAL_RECONSTRUCT: rc = reduce_reconstruct(d, args, &v); break;
+    case BRINE_PGLOBAL_DTYPE: rc = reduce_dtype(d, args, &v); break;
+    case BRINE_PGLOBAL_SCALAR: rc = reduce_scalar(d, args, &v); break;
+    case BRINE_PGLOBAL_ENCODE: rc = reduce_encode(d, args, &v); break;
+    case BRINE_PGLOBAL_BYTES:
+        if (args->v.seq.n != 0)
+            return corrupt(d, "builtins.bytes takes no arguments here (pickle writes bytes() for b'')");
+        if (!(v = new_str(d, BRINE_PV_BYTES, "", 0)))
+            return nomem(d);
+        break;
+    default:
+        assert(0);
+        return corrupt(d, "unknown global");
+    }
     if (rc)
         return rc;
     d->sn -= 2;
     return push(d, v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* BUILD: only numpy's dtype state and _reconstruct's array state */
+
+/* numpy.dtype.__setstate__ of a plain dtype: (3, byteorder, None, None, None, -1, -1, 0). */
+static int build_dtype(dec *d, brine_pvalue *dt, const brine_pvalue *state)
+{
+    const brine_dtype_info *info = brine_dtype__info(dt->v.dtype.id);
+    if (dt->v.dtype.built)
+        return corrupt(d, "the numpy.dtype %s already has its state", info->name);
+    if (dt->placed)
+        return corrupt(d, "changes the numpy.dtype %s after it was used", info->name);
+    brine_pvalue *const *a = state->kind == BRINE_PV_TUPLE ? state->v.seq.items : NULL;
+    if (!a || state->v.seq.n != 8 || !is_int(a[0], 3) || a[1]->kind != BRINE_PV_STR || a[1]->v.str.len != 1 ||
+        a[2]->kind != BRINE_PV_NONE || a[3]->kind != BRINE_PV_NONE || a[4]->kind != BRINE_PV_NONE ||
+        !is_int(a[5], -1) || !is_int(a[6], -1) || !is_int(a[7], 0))
+        return corrupt(d, "the state of the numpy.dtype %s must be numpy's (3, '<', None, None, None, -1, -1, 0) "
+                          "of a plain dtype", info->name);
+    char order = a[1]->v.str.s[0];
+    if (order == '>')
+        return corrupt(d, "numpy dtype %s with byte order '>' is big-endian: brine reads little-endian data only",
+                       info->name);
+    if (order == '|' && info->size > 1)
+        return corrupt(d, "the numpy.dtype %s has the byte order '|', which only 1-byte dtypes have", info->name);
+    if (order != '<' && order != '|' && order != '=')
+        return corrupt(d, "the numpy.dtype %s has the byte order '%c', not '<', '|' or '='", info->name,
+                       order >= 0x20 && order < 0x7f ? order : '?');
+    dt->v.dtype.built = 1;
+    return 0;
+}
+
+/* ndarray.__setstate__((1, shape, dtype, is_fortran, data)) on _reconstruct's array. */
+static int build_array(dec *d, brine_pvalue *arr, const brine_pvalue *state)
+{
+    brine_pvalue *const *a = state->kind == BRINE_PV_TUPLE ? state->v.seq.items : NULL;
+    if (!a || state->v.seq.n != 5 || !is_int(a[0], 1) || a[2]->kind != BRINE_PV_DTYPE ||
+        !(is_bool(a[3]) || is_int(a[3], 0) || is_int(a[3], 1)) || a[4]->kind != BRINE_PV_BYTES)
+        return corrupt(d, "the state of numpy's _reconstruct array must be (1, shape, numpy.dtype, is_fortran, bytes)");
+    uint64_t nbytes = 0, dims[BRINE_MAX_NDIM];
+    int rc = check_shape(d, "numpy's _reconstruct array", a[1], a[2]->v.dtype.id, &nbytes);
+    if (rc)
+        return rc;
+    if ((uint64_t)a[4]->v.str.len != nbytes)
+        return corrupt(d, "numpy's _reconstruct array has %zu bytes of data, its shape and dtype need %llu",
+                       a[4]->v.str.len, (unsigned long long)nbytes);
+    int ndim = (int)a[1]->v.seq.n;
+    for (int i = 0; i < ndim; i++)
+        dims[i] = a[1]->v.seq.items[i]->v.integer.u;
+    int fortran = a[3]->kind == BRINE_PV_BOOL ? a[3]->v.b : (int)a[3]->v.integer.u;
+    /* The same value becomes the array: the memo may already hold it. */
+    arr->kind = BRINE_PV_NDARRAY;
+    arr->v.array.ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        arr->v.array.shape[i] = dims[i];
+    arr->v.array.dtype = a[2]->v.dtype.id;
+    arr->v.array.order = normal_order(fortran ? 'F' : 'C', ndim, dims);
+    arr->v.array.buffer = -1;
+    arr->v.array.inband = (const uint8_t *)a[4]->v.str.s;
+    arr->v.array.inband_len = a[4]->v.str.len;
+    return 0;
+}
+
+static int build(dec *d)
+{
+    int rc = need_stack(d, 2);
+    if (rc)
+        return rc;
+    const brine_pvalue *state = d->stack[d->sn - 1];
+    brine_pvalue *inst = d->stack[d->sn - 2];
+    if (inst->kind == BRINE_PV_DTYPE)
+        rc = build_dtype(d, inst, state);
+    else if (inst->kind == BRINE_PV_RECONSTRUCT)
+        rc = build_array(d, inst, state);
+    else
+        return corrupt(d, "BUILD applies only to a numpy.dtype or numpy's _reconstruct array, not to a %s",
+                       kindname(inst->kind));
+    if (rc)
+        return rc;
+    d->sn--;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -830,6 +1699,11 @@ static int step(dec *d, int *stop)
             return corrupt(d, "the stack holds %zu values, not 1", d->sn);
         if (d->stack[0]->kind == BRINE_PV_GLOBAL)
             return corrupt(d, "the stream's value is an uncalled global");
+        if (d->stack[0]->kind == BRINE_PV_DTYPE || d->stack[0]->kind == BRINE_PV_RECONSTRUCT ||
+            d->stack[0]->internal)
+            return corrupt(d, "the stream's value is a %s, which is only an intermediate value of numpy's pickles",
+                           d->stack[0]->internal ? "tuple holding a global or a numpy.dtype"
+                                                 : kindname(d->stack[0]->kind));
         if (d->pos != d->len)
             return corrupt(d, "%zu bytes follow STOP", d->len - d->pos);
         d->doc->root = d->stack[0];
@@ -861,6 +1735,13 @@ static int step(dec *d, int *stop)
         if ((rc = need(d, 1)) != 0)
             return rc;
         return memo_get(d, read_le(d, 1));
+    case OP_PUT:
+    case OP_GET: {
+        uint64_t key = 0;
+        if ((rc = read_memo_index(d, &key)) != 0)
+            return rc;
+        return d->op == OP_PUT ? memo_put(d, key) : memo_get(d, key);
+    }
     case OP_LONG_BINGET:
         if ((rc = need(d, 4)) != 0)
             return rc;
@@ -885,6 +1766,12 @@ static int step(dec *d, int *stop)
         int32_t x = (int32_t)(uint32_t)read_le(d, 4);
         return push_int(d, x < 0, x, x < 0 ? 0 : (uint64_t)x);
     }
+    case OP_INT:
+        return op_int(d);
+    case OP_LONG:
+        return op_long(d);
+    case OP_FLOAT:
+        return op_float(d);
     case OP_LONG1:
         if ((rc = read_len(d, 1, &n)) != 0)
             return rc;
@@ -915,12 +1802,34 @@ static int step(dec *d, int *stop)
         if ((rc = read_len(d, d->op == OP_SHORT_BINUNICODE ? 1 : d->op == OP_BINUNICODE ? 4 : 8, &n)) != 0)
             return rc;
         return push_str(d, BRINE_PV_STR, n);
+    case OP_UNICODE:
+        return op_unicode(d);
+    case OP_STRING:
+        return op_string(d);
+    case OP_BINSTRING: {
+        if ((rc = need(d, 4)) != 0)
+            return rc;
+        int32_t x = (int32_t)(uint32_t)read_le(d, 4);
+        if (x < 0)
+            return corrupt(d, "negative byte count %d", (int)x);
+        if ((rc = need(d, (uint64_t)x)) != 0)
+            return rc;
+        return op_binstring(d, (size_t)x);
+    }
+    case OP_SHORT_BINSTRING:
+        if ((rc = read_len(d, 1, &n)) != 0)
+            return rc;
+        return op_binstring(d, n);
     case OP_SHORT_BINBYTES:
     case OP_BINBYTES:
     case OP_BINBYTES8:
         if ((rc = read_len(d, d->op == OP_SHORT_BINBYTES ? 1 : d->op == OP_BINBYTES ? 4 : 8, &n)) != 0)
             return rc;
         return push_str(d, BRINE_PV_BYTES, n);
+    case OP_BYTEARRAY8:
+        if ((rc = read_len(d, 8, &n)) != 0)
+            return rc;
+        return push_str(d, BRINE_PV_BYTEARRAY, n);
     case OP_NEXT_BUFFER:
         if ((v = newval(d, BRINE_PV_BUFFER)) != NULL)
             v->v.buffer = d->doc->nbuffers++;
@@ -943,6 +1852,22 @@ static int step(dec *d, int *stop)
         return push(d, newval(d, BRINE_PV_LIST));
     case OP_EMPTY_DICT:
         return push(d, newval(d, BRINE_PV_DICT));
+    case OP_LIST:
+    case OP_DICT:
+        /* MARK items LIST, MARK key value ... DICT: a new container of the items. */
+        if ((rc = pop_mark(d, &base)) != 0)
+            return rc;
+        if (d->op == OP_DICT && (d->sn - base) % 2 != 0)
+            return corrupt(d, "odd number of values (%zu) for key, value pairs", d->sn - base);
+        if (!(v = newval(d, d->op == OP_DICT ? BRINE_PV_DICT : BRINE_PV_LIST)))
+            return nomem(d);
+        for (size_t i = base; i < d->sn; i += d->op == OP_DICT ? 2 : 1) {
+            rc = d->op == OP_DICT ? dict_set(d, v, d->stack[i], d->stack[i + 1]) : list_append(d, v, d->stack[i]);
+            if (rc)
+                return rc;
+        }
+        d->sn = base;
+        return push(d, v);
     case OP_APPEND:
         if ((rc = need_stack(d, 2)) != 0)
             return rc;
@@ -981,7 +1906,8 @@ static int step(dec *d, int *stop)
     case OP_GLOBAL: {
         const char *mod = NULL, *name = NULL;
         size_t modlen = 0, namelen = 0;
-        if ((rc = read_line(d, &mod, &modlen)) != 0 || (rc = read_line(d, &name, &namelen)) != 0)
+        if ((rc = read_line(d, "the global's name", &mod, &modlen)) != 0 ||
+            (rc = read_line(d, "the global's name", &name, &namelen)) != 0)
             return rc;
         return push_global(d, mod, modlen, name, namelen);
     }
@@ -997,11 +1923,15 @@ static int step(dec *d, int *stop)
     }
     case OP_REDUCE:
         return reduce(d);
+    case OP_BUILD:
+        return build(d);
 
-    default:
-        if (d->op == OP_READONLY_BUFFER)
-            return corrupt(d, "READONLY_BUFFER is not supported (brine's buffers are writable arrays)");
-        return corrupt(d, "unknown or unsupported opcode 0x%02x", (unsigned)d->op);
+    default: {
+        const char *why = NULL, *name = refused_opname(d->op, &why);
+        if (name)
+            return corrupt(d, "%s is not supported (%s)", name, why);
+        return corrupt(d, "unknown opcode 0x%02x", (unsigned)d->op);
+    }
     }
 }
 
@@ -1025,10 +1955,10 @@ int brine_pickle__decode(brine_pickle_doc **out, const uint8_t *stream, size_t l
     }
     d.doc->alloc = a;
 
-    if (d.len == 0 || d.p[0] != OP_PROTO) {
-        d.op = d.len ? d.p[0] : -1;
-        rc = brine__fail(d.err, BRINE_ECORRUPT, "malformed pickle stream: %s",
-                         d.len ? "it does not start with PROTO" : "it is empty");
+    /* Without PROTO, a stream is of protocol 0 or 1. */
+    if (d.len == 0) {
+        d.op = -1;
+        rc = brine__fail(d.err, BRINE_ECORRUPT, "malformed pickle stream: it is empty");
         goto done;
     }
     for (int stop = 0; !stop;) {
@@ -1048,6 +1978,8 @@ done:
     brine__free(a, d.stack);
     brine__free(a, d.marks);
     brine__free(a, d.memo);
+    if (d.c_locale != (locale_t)0)
+        freelocale(d.c_locale);
     brine_pickle__free(d.doc);
     return rc;
 }

@@ -2,11 +2,13 @@
  * Strict pickle decoder: turns a checkpoint's stream into a small value tree.
  *
  * It accepts exactly the opcodes and globals listed in docs/format.md,
- * section 3.3, and nothing else.  It never executes anything: the two globals
- * it knows (numpy.ndarray, builtins.complex) are recognised and their REDUCE
- * is turned into an array descriptor or a complex value.  Every length read
- * from the stream is checked against what remains: a malformed stream is
- * BRINE_ECORRUPT with a message giving the byte offset, never an overread.
+ * section 3.3, and nothing else.  It never executes anything: the globals it
+ * knows (numpy.ndarray, builtins.complex, numpy's own array, dtype and scalar
+ * reconstructors, and the two helpers CPython's protocols 0-2 use for bytes)
+ * are recognised by name and their REDUCE (and numpy's BUILD) is turned into
+ * an array descriptor or a plain value.  Every length read from the stream is
+ * checked against what remains: a malformed stream is BRINE_ECORRUPT with a
+ * message giving the byte offset, never an overread.
  */
 #ifndef BRINE_FORMAT_PICKLE_DECODE_H
 #define BRINE_FORMAT_PICKLE_DECODE_H
@@ -29,13 +31,22 @@ typedef enum brine_pkind {
     BRINE_PV_DICT,
     BRINE_PV_NDARRAY,
     BRINE_PV_GLOBAL,  /**< a known global not yet called (only seen inside the decoder) */
-    BRINE_PV_BUFFER   /**< a NEXT_BUFFER value not used as an ndarray's buffer: v.buffer */
+    BRINE_PV_BUFFER,  /**< a NEXT_BUFFER value not used as an ndarray's buffer: v.buffer */
+    BRINE_PV_BYTEARRAY, /**< BYTEARRAY8: v.str, like BYTES (not hashable) */
+    BRINE_PV_DTYPE,   /**< a numpy.dtype (only seen inside the decoder): v.dtype */
+    BRINE_PV_RECONSTRUCT /**< numpy's _reconstruct before its BUILD (only seen inside the decoder) */
 } brine_pkind;
 
 /** Which known global a BRINE_PV_GLOBAL is (its v.global). */
 enum {
-    BRINE_PGLOBAL_NDARRAY = 1, /**< numpy.ndarray */
-    BRINE_PGLOBAL_COMPLEX = 2  /**< builtins.complex */
+    BRINE_PGLOBAL_NDARRAY = 1,     /**< numpy.ndarray */
+    BRINE_PGLOBAL_COMPLEX = 2,     /**< builtins.complex (__builtin__.complex before protocol 3) */
+    BRINE_PGLOBAL_FROMBUFFER = 3,  /**< numpy.core.numeric._frombuffer, numpy._core.numeric._frombuffer */
+    BRINE_PGLOBAL_RECONSTRUCT = 4, /**< numpy.core.multiarray._reconstruct, numpy._core.multiarray._reconstruct */
+    BRINE_PGLOBAL_DTYPE = 5,       /**< numpy.dtype */
+    BRINE_PGLOBAL_SCALAR = 6,      /**< numpy.core.multiarray.scalar, numpy._core.multiarray.scalar */
+    BRINE_PGLOBAL_ENCODE = 7,      /**< _codecs.encode (bytes before protocol 3) */
+    BRINE_PGLOBAL_BYTES = 8        /**< builtins.bytes, __builtin__.bytes (empty bytes before protocol 3) */
 };
 
 /**
@@ -52,6 +63,11 @@ struct brine_pvalue {
     /* Decoder bookkeeping, valid in a finished tree too: */
     unsigned depth;  /**< 0 for a leaf, else 1 + the depth of its deepest item */
     unsigned placed; /**< 1 once the value is an item of a tuple, list or dict */
+    unsigned internal; /**< 1 for a tuple holding a decoder-only value (a global, a
+                            numpy.dtype): it may only be the arguments of REDUCE or the
+                            state of BUILD; never 1 in a finished tree */
+    int has_np_dtype; /**< 1 for a numpy scalar */
+    int np_dtype;     /**< its brine_dtype when has_np_dtype */
     union {
         int b; /**< BOOL: 0 or 1 */
         struct {
@@ -64,9 +80,10 @@ struct brine_pvalue {
             double re, im;
         } c;
         struct {
-            const char *s; /**< points into the stream; not NUL-terminated */
+            const char *s; /**< points into the stream, or into the document when the
+                                text had to be decoded (escapes, latin-1); not NUL-terminated */
             size_t len;
-        } str; /**< STR (valid UTF-8) and BYTES */
+        } str; /**< STR (valid UTF-8), BYTES and BYTEARRAY */
         struct {
             brine_pvalue **items;
             size_t n;
@@ -87,13 +104,19 @@ struct brine_pvalue {
             int ndim;
             uint64_t shape[8];
             int dtype;             /**< brine_dtype */
-            char order;            /**< 'C' or 'F' */
+            char order;            /**< 'C' or 'F' (numpy's forms: 'F' only when the
+                                        layout differs from C, as docs/format.md 2.3) */
             int64_t buffer;        /**< index of its out-of-band buffer, or -1 when in-band */
-            const uint8_t *inband; /**< in-band data (points into the stream) when buffer is -1 */
-            size_t inband_len;
+            const uint8_t *inband; /**< in-band data when buffer is -1: points into the stream,
+                                        or into the document for data decoded from text */
+            size_t inband_len;     /**< exactly the shape's elements times the dtype's size */
         } array;
         int global; /**< GLOBAL: which known global (BRINE_PGLOBAL_*) */
         uint64_t buffer; /**< BUFFER: index of its out-of-band buffer */
+        struct {
+            int id;    /**< brine_dtype */
+            int built; /**< 1 once BUILD gave it numpy's state (its byte order) */
+        } dtype; /**< DTYPE */
     } v;
 };
 
