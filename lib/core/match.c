@@ -181,6 +181,8 @@ void brine_match__store_scalar(brine_dtype dtype, void *p, const brine_pvalue *v
 
 int brine_match__scalar_dtype(const brine_pvalue *v)
 {
+    if (v->has_np_dtype)
+        return v->np_dtype;
     switch (v->kind) {
     case BRINE_PV_BOOL: return BRINE_BOOL;
     case BRINE_PV_INT:

@@ -62,9 +62,25 @@ HOSTILE = {
     "posix": lambda m: b"\x80\x05cposix\nsystem\n" + _writer.op_str(f"touch {m}") + b"\x85R.",
     "eval": lambda m: (b"\x80\x05cbuiltins\neval\n"
                        + _writer.op_str(f"__import__('os').system('touch {m}')") + b"\x85R."),
-    "numpy_private": lambda m: (b"\x80\x05cnumpy.core.numeric\n_frombuffer\n"
+    # numpy's loaders that are not array reconstructors stay refused
+    "numpy_load": lambda m: (b"\x80\x05cnumpy\nload\n"
+                             + _writer.op_str(f"{m}") + b"\x85R."),
+    "numpy_private": lambda m: (b"\x80\x05cnumpy.core.multiarray\n_vec_string\n"
                                 + _writer.op_str(f"touch {m}") + b"\x85R."),
 }
+
+
+def test_allowed_numpy_global_with_hostile_arguments(tmp_path):
+    # _frombuffer is allowed (numpy's own array pickles) but only builds arrays:
+    # a call with anything but (buffer, dtype, shape, order) is corrupt, and runs nothing.
+    marker = tmp_path / "marker"
+    path = tmp_path / "ckpt-000000000001.h5"
+    stream = (b"\x80\x05cnumpy.core.numeric\n_frombuffer\n"
+              + _writer.op_str(f"touch {marker}") + b"\x85R.")
+    _writer.write_checkpoint(path, {}, step=1, stream=stream)
+    err = raises(brine.CorruptCheckpointError, path)
+    assert "expected 4 or 5" in str(err)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))

@@ -11,8 +11,10 @@ datasets (docs/format.md).  This package needs only numpy and h5py:
 >>> state["fluid"]["u"] *= 0.5                        # edit, then write a checkpoint
 >>> brine.save("run/checkpoints", state, step=1201)  # that brine_restore() loads
 
-Unpickling is restricted: a stream that references anything but
-``numpy.ndarray`` and ``builtins.complex`` raises
+Unpickling is restricted: a stream that references anything but the
+globals of docs/format.md section 3.3 (``numpy.ndarray``, ``builtins.complex``
+and numpy's own array, dtype and scalar reconstructors, each replaced by a
+function that only builds arrays, dtypes and scalars) raises
 :class:`UnsafeCheckpointError` without executing anything.
 """
 
@@ -66,8 +68,8 @@ def load(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None) -> Dic
         fletcher32 of a chunk), missing dataset, wrong buffer count, malformed
         stream, dataset inconsistent with the stream.  Also a ValueError.
     UnsafeCheckpointError
-        The stream references a global other than ``numpy.ndarray`` and
-        ``builtins.complex``; nothing was executed.
+        The stream references a global that docs/format.md section 3.3
+        does not allow; nothing was executed.
     UnsupportedVersionError
         The file's format is newer than :data:`FORMAT_VERSION`.
 

@@ -48,10 +48,11 @@ class CorruptCheckpointError(BrineError, ValueError):
 
 
 class UnsafeCheckpointError(CorruptCheckpointError):
-    """The pickle stream references a global other than the two the format allows.
+    """The pickle stream references a global the format does not allow.
 
-    Only ``numpy.ndarray`` and ``builtins.complex`` are allowed.  Nothing from
-    the stream has been executed when this is raised.
+    Allowed are ``numpy.ndarray``, ``builtins.complex`` and numpy's own array,
+    dtype and scalar reconstructors (docs/format.md, section 3.3).  Nothing
+    from the stream has been executed when this is raised.
     """
 
 
