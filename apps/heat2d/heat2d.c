@@ -254,15 +254,6 @@ static void step_once(const double *restrict in, double *restrict out, size_t nx
     }
 }
 
-/* Copies the interior rows of src into dst (the boundary is the same in both). */
-static void copy_interior(const double *restrict src, double *restrict dst, size_t nx, size_t ny)
-{
-    const long rows = (long)ny;
-#pragma omp parallel for schedule(static)
-    for (long j = 1; j < rows - 1; j++)
-        memcpy(dst + (size_t)j * nx, src + (size_t)j * nx, nx * sizeof(double));
-}
-
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -302,6 +293,27 @@ static int write_field(const char *path, const double *T, size_t n)
         rc = -1;
     }
     return rc;
+}
+
+/* What grid_fixed saw: the field's size, and the size of a checkpoint it refused (0: none). */
+typedef struct grid_check {
+    size_t nbytes;
+    size_t refused;
+} grid_check;
+
+/*
+ * brine_resize_fn of field/T: the field is registered by reference only to
+ * follow the buffer swaps, its size never changes; brine asks for another
+ * size only when a checkpoint has another grid, which heat2d refuses.
+ */
+static void *grid_fixed(void *ctx, const char *name, void *old, size_t nbytes)
+{
+    grid_check *g = ctx;
+    (void)name;
+    if (nbytes == g->nbytes)
+        return old;
+    g->refused = nbytes;
+    return NULL;
 }
 
 static int save(brine *b, int64_t step)
@@ -362,19 +374,33 @@ int main(int argc, char **argv)
                 brine_errstr(rc), brine_open_errmsg());
         goto done;
     }
-    const size_t shape[2] = {ny, nx};
-    const struct { const char *name; brine_dtype dtype; void *data; int ndim; } vars[] = {
-        {"field/T", BRINE_F64, T, 2},
-        {"step", BRINE_I64, &step, 0},
-        {"time", BRINE_F64, &time_now, 0},
-        {"params/alpha", BRINE_F64, &p_alpha, 0},
-        {"params/dx", BRINE_F64, &p_dx, 0},
-        {"params/dt", BRINE_F64, &p_dt, 0},
-        {"params/nx", BRINE_I64, &p_nx, 0},
-        {"params/ny", BRINE_I64, &p_ny, 0},
+    /*
+     * Steps alternate between the buffers T and S (no copy per step), so the
+     * current field is registered by reference: brine reads the pointer cur
+     * when it saves.  Its shape cannot change (grid_fixed refuses), so the
+     * resizable registration is only for the pointer.
+     */
+    double *cur = T, *next = S;
+    size_t tshape[2] = {ny, nx};
+    grid_check grid = {ny * nx * sizeof(double), 0};
+    rc = brine_register_resizable(b, "field/T", BRINE_F64, (void **)&cur, 2, tshape, 0, grid_fixed,
+                                  &grid);
+    if (rc != 0) {
+        fprintf(stderr, "heat2d: cannot register field/T: %s: %s\n", brine_errstr(rc),
+                brine_errmsg(b));
+        goto done;
+    }
+    const struct { const char *name; brine_dtype dtype; void *data; } vars[] = {
+        {"step", BRINE_I64, &step},
+        {"time", BRINE_F64, &time_now},
+        {"params/alpha", BRINE_F64, &p_alpha},
+        {"params/dx", BRINE_F64, &p_dx},
+        {"params/dt", BRINE_F64, &p_dt},
+        {"params/nx", BRINE_I64, &p_nx},
+        {"params/ny", BRINE_I64, &p_ny},
     };
     for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++) {
-        rc = brine_register(b, vars[k].name, vars[k].dtype, vars[k].data, vars[k].ndim, shape, 0);
+        rc = brine_register(b, vars[k].name, vars[k].dtype, vars[k].data, 0, NULL, 0);
         if (rc != 0) {
             fprintf(stderr, "heat2d: cannot register %s: %s: %s\n", vars[k].name, brine_errstr(rc),
                     brine_errmsg(b));
@@ -398,6 +424,12 @@ int main(int argc, char **argv)
         time_now = 0.0;
         printf("no checkpoint in %s: starting fresh (%zu x %zu grid, %" PRId64 " steps)\n", cfg.dir,
                ny, nx, cfg.steps);
+    } else if (rc != 0 && grid.refused) {
+        fprintf(stderr,
+                "heat2d: the newest checkpoint in %s holds a field of %zu values, this run's "
+                "grid has %zu x %zu: rerun with the checkpoint's --nx and --ny or another --dir\n",
+                cfg.dir, grid.refused / sizeof(double), ny, nx);
+        goto done;
     } else if (rc != 0) {
         fprintf(stderr, "heat2d: cannot resume from %s: %s: %s\n", cfg.dir, brine_errstr(rc),
                 brine_errmsg(b));
@@ -440,15 +472,12 @@ int main(int argc, char **argv)
            ny, nx, step, cfg.steps, cfg.alpha, dt, threads, threads == 1 ? "" : "s");
 
     int64_t last_saved = rc == 0 ? step : -1; /* a resumed step is already on disk */
-    /*
-     * Each step goes from T into S, then back into T: T, the buffer
-     * registered with brine, holds the current state whenever
-     * brine_maybe_save() decides to read it.
-     */
-    memcpy(S, T, n * sizeof(double)); /* the boundary values, fixed in both */
+    memcpy(next, cur, n * sizeof(double)); /* the boundary values, fixed in both */
     while (step < cfg.steps) {
-        step_once(T, S, nx, ny, HEAT2D_R);
-        copy_interior(S, T, nx, ny);
+        step_once(cur, next, nx, ny, HEAT2D_R);
+        double *const swap = cur;
+        cur = next;
+        next = swap;
         step++;
         time_now = (double)step * dt;
         /* Saves when --every or --every-seconds says so, or a signal arrived. */
@@ -478,14 +507,14 @@ int main(int argc, char **argv)
 
     double sum = 0.0, tmax = 0.0;
     for (size_t k = 0; k < n; k++) {
-        sum += T[k];
-        if (T[k] > tmax)
-            tmax = T[k];
+        sum += cur[k];
+        if (cur[k] > tmax)
+            tmax = cur[k];
     }
     printf("done: step %" PRId64 ", time %.9g, mean T %.9g, max T %.9g\n", step, time_now,
            sum / (double)n, tmax);
     if (cfg.out) {
-        if (write_field(cfg.out, T, n) != 0)
+        if (write_field(cfg.out, cur, n) != 0)
             goto done;
         printf("wrote %s (%zu x %zu float64, little-endian)\n", cfg.out, ny, nx);
     }
