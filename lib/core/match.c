@@ -162,20 +162,21 @@ void brine_match__store_scalar(brine_dtype dtype, void *p, const brine_pvalue *v
         re = v->v.c.re;
         im = v->v.c.im;
     }
+    /* memcpy stores: the memory may be unaligned (brine_read takes any pointer). */
     switch (dtype) {
-    case BRINE_BOOL: *(unsigned char *)p = (unsigned char)v->v.b; break;
-    case BRINE_I8: *(int8_t *)p = (int8_t)v->v.integer.i; break;
-    case BRINE_I16: *(int16_t *)p = (int16_t)v->v.integer.i; break;
-    case BRINE_I32: *(int32_t *)p = (int32_t)v->v.integer.i; break;
-    case BRINE_I64: *(int64_t *)p = v->v.integer.i; break;
-    case BRINE_U8: *(uint8_t *)p = (uint8_t)v->v.integer.u; break;
-    case BRINE_U16: *(uint16_t *)p = (uint16_t)v->v.integer.u; break;
-    case BRINE_U32: *(uint32_t *)p = (uint32_t)v->v.integer.u; break;
-    case BRINE_U64: *(uint64_t *)p = v->v.integer.u; break;
-    case BRINE_F32: *(float *)p = (float)re; break;
-    case BRINE_F64: *(double *)p = re; break;
-    case BRINE_C64: ((float *)p)[0] = (float)re; ((float *)p)[1] = (float)im; break;
-    case BRINE_C128: ((double *)p)[0] = re; ((double *)p)[1] = im; break;
+    case BRINE_BOOL: { unsigned char x = (unsigned char)v->v.b; memcpy(p, &x, 1); break; }
+    case BRINE_I8: { int8_t x = (int8_t)v->v.integer.i; memcpy(p, &x, 1); break; }
+    case BRINE_I16: { int16_t x = (int16_t)v->v.integer.i; memcpy(p, &x, 2); break; }
+    case BRINE_I32: { int32_t x = (int32_t)v->v.integer.i; memcpy(p, &x, 4); break; }
+    case BRINE_I64: memcpy(p, &v->v.integer.i, 8); break;
+    case BRINE_U8: { uint8_t x = (uint8_t)v->v.integer.u; memcpy(p, &x, 1); break; }
+    case BRINE_U16: { uint16_t x = (uint16_t)v->v.integer.u; memcpy(p, &x, 2); break; }
+    case BRINE_U32: { uint32_t x = (uint32_t)v->v.integer.u; memcpy(p, &x, 4); break; }
+    case BRINE_U64: memcpy(p, &v->v.integer.u, 8); break;
+    case BRINE_F32: { float x = (float)re; memcpy(p, &x, 4); break; }
+    case BRINE_F64: memcpy(p, &re, 8); break;
+    case BRINE_C64: { float x[2] = {(float)re, (float)im}; memcpy(p, x, 8); break; }
+    case BRINE_C128: { double x[2] = {re, im}; memcpy(p, x, 16); break; }
     }
 }
 
