@@ -210,9 +210,15 @@ typedef struct brine_options {
     double every_seconds; /**< ... and when this much wall-clock time passed since the last save; 0: off */
     int keep_every;       /**< checkpoints whose step is a multiple of it (0 included) survive rotation and do
                                not count toward keep_last; 0: none (default) */
-    int async;            /**< 1: brine_maybe_save() saves with brine_save_async(); default 0 */
-    unsigned async_flags; /**< 0 or BRINE_ASYNC_NOWAIT */
-    size_t staging_max;   /**< most bytes of staging memory for asynchronous saves; 0: no cap (default) */
+    /**
+     * 1: brine_maybe_save() saves asynchronously; default 0.  Asynchronous
+     * saves (a staging copy written by a background thread) are not in this
+     * release yet: until they are, a save asked for with async is a
+     * synchronous brine_save().  async_flags and staging_max are reserved for them.
+     */
+    int async;
+    unsigned async_flags; /**< 0 or BRINE_ASYNC_NOWAIT (reserved, see async) */
+    size_t staging_max;   /**< most bytes of staging memory for asynchronous saves; 0: no cap (reserved) */
     int use_env;          /**< 1 (default): options left at their default take BRINE_* variables; 0: ignore them */
     /** Wall clock in seconds for the every_seconds policy; NULL (default): CLOCK_MONOTONIC.  For tests. */
     double (*clock)(void *ctx);
@@ -220,7 +226,7 @@ typedef struct brine_options {
 } brine_options;
 
 /**
- * brine_options.async_flags: brine_save_async() (and brine_save()) return
+ * brine_options.async_flags (reserved, see async): saves return
  * BRINE_EBUSY at once when an asynchronous save is still in flight, rather
  * than waiting for it.
  */
@@ -360,40 +366,6 @@ BRINE_API int brine_register_string(brine *b, const char *name, char *buf, size_
 BRINE_API int brine_save(brine *b, int64_t step);
 
 /**
- * Starts a checkpoint of every registered variable for this step and returns
- * while it is compressed and written in the background.
- *
- * The caller is blocked only while brine copies the registered memory into
- * staging memory (in parallel, OpenMP threads): as soon as this returns the
- * program may change its variables, the checkpoint holds their values of
- * this call.  A background thread then writes the file exactly as
- * brine_save() would (same bytes, same publication, same rotation).
- * Staging memory (one copy of the state) is allocated by the first call and
- * reused; when the state outgrows options.staging_max, the checkpoint is
- * written synchronously instead, as brine_save() (the message of
- * brine_errmsg() is empty then: it is not an error).
- *
- * One save at a time: when one is still in flight this call (like
- * brine_save() and brine_restore()) first waits for it, unless
- * options.async_flags has BRINE_ASYNC_NOWAIT (then BRINE_EBUSY).  A failure
- * of a background save is never lost: brine_wait() returns it, else the next
- * brine_save(), brine_save_async(), brine_maybe_save() or brine_restore()
- * returns it (without doing its own work), else brine_close() does.
- *
- * @return 0 (the save started, or was done synchronously); the error of the
- *         previous background save; BRINE_EBUSY; BRINE_EINVAL (as
- *         brine_save()); BRINE_ENOMEM (staging memory or the thread).
- */
-BRINE_API int brine_save_async(brine *b, int64_t step);
-
-/**
- * Waits until the asynchronous save in flight (if any) is published or has
- * failed.  @return 0 (also when none was in flight) or its error, with the
- * full message in brine_errmsg() ("saving step 42 to DIR: pwrite of ...").
- */
-BRINE_API int brine_wait(brine *b);
-
-/**
  * Called once per iteration of the time loop: saves when a policy says so,
  * else returns at once (costing one clock read when every_seconds is set,
  * nothing else: no system call, no allocation).  It saves step when any of
@@ -406,7 +378,8 @@ BRINE_API int brine_wait(brine *b);
  *    waits for a save in flight (brine_wait()), saves synchronously whatever
  *    options.async says, and brine_should_exit() turns 1 once the checkpoint
  *    is published.
- * It saves with brine_save_async() when options.async is set, else brine_save().
+ * It saves with brine_save() (asynchronously when options.async is set, once
+ * asynchronous saves exist; see brine_options.async).
  *
  * A step is saved once: when the last save this function made (or started)
  * was of this same step, a second call with that step returns 0 whatever is
