@@ -54,6 +54,7 @@ typedef struct config {
     double alpha;
     const char *out;
     int64_t sleep_ms;
+    int async;
 } config;
 
 static void usage(FILE *f, const char *argv0)
@@ -78,6 +79,8 @@ static void usage(FILE *f, const char *argv0)
             "  --out FILE      write the final field as raw little-endian float64\n"
             "                  (ny*nx values, row-major)\n"
             "  --sleep-ms M    sleep M milliseconds after every step (demos)  [0]\n"
+            "  --async         save checkpoints in the background (brine_save_async): the\n"
+            "                  loop waits only while the field is copied\n"
             "  -h, --help      this help\n"
             "\n"
             "SIGTERM or SIGUSR1 (Slurm: --signal=USR1@120) checkpoints the current step and\n"
@@ -114,7 +117,7 @@ static int parse_f64(const char *s, double *out)
 static int parse_args(int argc, char **argv, config *cfg, int *help)
 {
     enum { O_NX = 256, O_NY, O_STEPS, O_EVERY, O_DIR, O_KEEP, O_LEVEL, O_ALPHA, O_OUT, O_SLEEP,
-           O_EVERY_SECONDS };
+           O_EVERY_SECONDS, O_ASYNC };
     static const struct option longopts[] = {
         {"nx", required_argument, NULL, O_NX},
         {"ny", required_argument, NULL, O_NY},
@@ -127,6 +130,7 @@ static int parse_args(int argc, char **argv, config *cfg, int *help)
         {"out", required_argument, NULL, O_OUT},
         {"sleep-ms", required_argument, NULL, O_SLEEP},
         {"every-seconds", required_argument, NULL, O_EVERY_SECONDS},
+        {"async", no_argument, NULL, O_ASYNC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -178,6 +182,9 @@ static int parse_args(int argc, char **argv, config *cfg, int *help)
         case O_EVERY_SECONDS:
             bad = parse_f64(optarg, &cfg->every_seconds) != 0 || !(cfg->every_seconds >= 0.0) ||
                   cfg->every_seconds > 1e12;
+            break;
+        case O_ASYNC:
+            cfg->async = 1;
             break;
         case 'h':
             *help = 1;
@@ -368,6 +375,7 @@ int main(int argc, char **argv)
     opts.level = cfg.level;
     opts.every_steps = cfg.every;
     opts.every_seconds = cfg.every_seconds;
+    opts.async = cfg.async;
     int rc = brine_open(&b, cfg.dir, &opts);
     if (rc != 0) {
         fprintf(stderr, "heat2d: cannot open checkpoint directory %s: %s: %s\n", cfg.dir,

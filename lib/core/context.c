@@ -7,6 +7,7 @@
 #include "../common/alloc.h"
 #include "../common/text.h"
 #include "../io/publish.h"
+#include "async.h"
 #include "core.h"
 
 /* brine_open has no context to keep its message in when it fails. */
@@ -128,13 +129,15 @@ int brine_close(brine *b)
     if (!b)
         return 0;
     brine_signals__uninstall(b);
+    /* First: the background save still reads the registry's names and writes files. */
+    const int rc = brine_async__close(b);
     const brine_allocator *a = b->alloc;
     brine_registry__free(b);
     brine_attrs__free(b);
     brine__free(a, b->dir);
     brine__free(a, b->prefix);
     brine__free(a, b);
-    return 0;
+    return rc;
 }
 
 const char *brine_errmsg(const brine *b)

@@ -12,6 +12,7 @@
 #include "../common/alloc.h"
 #include "../format/dtype.h"
 #include "../io/dir_scan.h"
+#include "async.h"
 #include "checkpoint.h"
 #include "core.h"
 #include "match.h"
@@ -416,8 +417,12 @@ int brine_restore(brine *b, int64_t *step)
     if (!b)
         return BRINE_EINVAL;
     brine__error_clear(&b->err);
+    /* No HDF5 calls while a save is in flight; its unreported failure comes first. */
+    int rc = brine_async__settle(b, 0);
+    if (rc)
+        return rc;
     b->report[0] = '\0';
-    int rc = brine_registry__refresh(b);
+    rc = brine_registry__refresh(b);
     if (rc)
         return rc;
     int64_t got = 0;
@@ -447,7 +452,11 @@ int brine_restore_begin(brine *b, brine_reader **out, int64_t *step)
     if (!out)
         return brine__fail(&b->err, BRINE_EINVAL, "brine_restore_begin: out is NULL");
     *out = NULL;
-    int rc = newest_that_works(b, attempt_open, out, "opened");
+    /* No HDF5 calls while a save is in flight; its unreported failure comes first. */
+    int rc = brine_async__settle(b, 0);
+    if (rc)
+        return rc;
+    rc = newest_that_works(b, attempt_open, out, "opened");
     if (rc == 0 && step)
         *step = brine_reader_step(*out);
     return rc;

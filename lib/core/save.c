@@ -1,4 +1,8 @@
-/* brine_save: encode the state, write the file under a temporary name, publish it, rotate. */
+/*
+ * brine_save: encode the state, write the file under a temporary name,
+ * publish it, rotate.  brine_save__write is that pipeline for any variable
+ * table, so asynchronous saves (async.c) run the same code on their snapshot.
+ */
 #include <inttypes.h>
 #include <string.h>
 
@@ -10,7 +14,9 @@
 #include "../io/dir_scan.h"
 #include "../io/h5_vfd.h"
 #include "../io/publish.h"
+#include "async.h"
 #include "core.h"
+#include "save.h"
 
 /* Length of the next name component of name starting at from. */
 static size_t component_len(const char *name, size_t from)
@@ -53,19 +59,19 @@ static void encode_scalar(brine_pickle_enc *e, const brine_var *v)
  * registration.  Arrays are appended to order[*narrays] in the order their
  * NEXT_BUFFER opcodes are emitted.
  */
-static void encode_group(const brine *b, brine_pickle_enc *e, const char *prefix, size_t prefix_len,
-                         size_t *order, size_t *narrays)
+static void encode_group(const brine_var *vars, size_t nvars, brine_pickle_enc *e,
+                         const char *prefix, size_t prefix_len, size_t *order, size_t *narrays)
 {
     brine_pickle__enc_dict_begin(e);
-    for (size_t i = 0; i < b->nvars; i++) {
-        const brine_var *v = &b->vars[i];
+    for (size_t i = 0; i < nvars; i++) {
+        const brine_var *v = &vars[i];
         if (strncmp(v->name, prefix, prefix_len) != 0)
             continue;
         const size_t n = component_len(v->name, prefix_len);
         const int leaf = v->name[prefix_len + n] == '\0';
         int seen = 0;
         for (size_t j = 0; j < i && !seen; j++) {
-            const char *o = b->vars[j].name;
+            const char *o = vars[j].name;
             seen = strncmp(o, prefix, prefix_len) == 0 &&
                    strncmp(o + prefix_len, v->name + prefix_len, n) == 0 &&
                    (o[prefix_len + n] == '/' || o[prefix_len + n] == '\0');
@@ -74,7 +80,7 @@ static void encode_group(const brine *b, brine_pickle_enc *e, const char *prefix
             continue;
         brine_pickle__enc_key(e, v->name + prefix_len, n);
         if (!leaf) {
-            encode_group(b, e, v->name, prefix_len + n + 1, order, narrays);
+            encode_group(vars, nvars, e, v->name, prefix_len + n + 1, order, narrays);
         } else if (v->is_string) {
             brine_pickle__enc_str(e, v->data, strlen(v->data));
         } else if (v->ndim == 0) {
@@ -112,51 +118,52 @@ static int check_strings(brine *b)
  * it rather than HDF5's stack.  It can fail even when rc is 0: failures
  * while HDF5 closes the file (the last writes, the fsync) are only recorded.
  */
-static int fold_io_failure(brine *b, int rc, const brine_vfd_status *st)
+static int fold_io_failure(brine_error *err, int rc, const brine_vfd_status *st)
 {
     if (st->neg_errno == 0)
         return rc;
-    return brine__fail_errno(&b->err, st->neg_errno, "%s of %s failed", st->op, st->path);
+    return brine__fail_errno(err, st->neg_errno, "%s of %s failed", st->op, st->path);
 }
 
-static int write_file(brine *b, const char *tmp, int64_t step, const uint8_t *stream, size_t len,
-                      const size_t *order, size_t narrays)
+static int write_file(const brine *b, const brine_save_state *s, const char *tmp, int64_t step,
+                      const uint8_t *stream, size_t len, const size_t *order, size_t narrays,
+                      brine_error *err)
 {
     int rc = 0;
     brine_vfd_status status = {0};
     brine_h5_writer *w = NULL;
-    const brine_h5_write_opts wopts = {b->codec, b->opts.threads};
+    const brine_h5_write_opts wopts = {b->codec, s->threads};
     char **paths = NULL;
     hid_t fapl = brine_vfd__fapl(b->io, &status);
 
     if (fapl < 0) {
-        rc = brine__fail(&b->err, BRINE_EHDF5, "cannot set up brine's HDF5 file driver");
+        rc = brine__fail(err, BRINE_EHDF5, "cannot set up brine's HDF5 file driver");
         goto done;
     }
     if (narrays && !(paths = brine__calloc(b->alloc, narrays, sizeof *paths))) {
-        rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
+        rc = brine__fail(err, BRINE_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = brine_h5__create(&w, tmp, fapl, step, &wopts, b->alloc, &b->err)))
+    if ((rc = brine_h5__create(&w, tmp, fapl, step, &wopts, b->alloc, err)))
         goto done;
-    if ((rc = brine_h5__write_user_attrs(w, b->attrs, b->nattrs, &b->err)))
+    if ((rc = brine_h5__write_user_attrs(w, s->attrs, s->nattrs, err)))
         goto done;
     for (size_t k = 0; k < narrays; k++) {
-        const brine_var *v = &b->vars[order[k]];
+        const brine_var *v = &s->vars[order[k]];
         size_t n = strlen(v->name);
         if (!(paths[k] = brine__alloc(b->alloc, n + 8))) {
-            rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
+            rc = brine__fail(err, BRINE_ENOMEM, "out of memory");
             goto done;
         }
         memcpy(paths[k], "/state/", 7);
         memcpy(paths[k] + 7, v->name, n + 1);
         if ((rc = brine_h5__write_array(w, v->name, v->dtype, v->order, v->ndim, v->dims, v->data,
-                                        &b->err)))
+                                        err)))
             goto done;
     }
-    if ((rc = brine_h5__write_pickle(w, stream, len, (const char *const *)paths, narrays, &b->err)))
+    if ((rc = brine_h5__write_pickle(w, stream, len, (const char *const *)paths, narrays, err)))
         goto done;
-    rc = brine_h5__finish(w, &b->err);
+    rc = brine_h5__finish(w, err);
     w = NULL;
 done:
     brine_h5__abandon(w);
@@ -165,10 +172,31 @@ done:
     for (size_t k = 0; paths && k < narrays; k++)
         brine__free(b->alloc, paths[k]);
     brine__free(b->alloc, paths);
-    return fold_io_failure(b, rc, &status);
+    return fold_io_failure(err, rc, &status);
 }
 
-int brine_save(brine *b, int64_t step)
+int brine_save__check(brine *b, int64_t step, const char *fn)
+{
+    int rc = 0;
+    char final[4096], tmp[4096];
+    if (step < 0 || step > BRINE_MAX_STEP)
+        return brine__fail(&b->err, BRINE_EINVAL, "%s: step %" PRId64 " is not in 0..%" PRId64, fn,
+                           step, BRINE_MAX_STEP);
+    if ((rc = check_strings(b)) || (rc = brine_registry__refresh(b)))
+        return rc;
+    /* The names must fit: found now, not by a background save. */
+    return brine_publish__paths(final, sizeof final, tmp, sizeof tmp, b->dir, b->prefix, step,
+                                &b->err);
+}
+
+void brine_save__started(brine *b)
+{
+    /* The clock is read only when its reading is used: every_seconds is on. */
+    if (b->opts.every_seconds > 0)
+        b->last_save_time = brine_policy__now(b);
+}
+
+int brine_save__write(const brine *b, const brine_save_state *s, int64_t step, brine_error *err)
 {
     int rc = 0;
     brine_pickle_enc enc;
@@ -179,16 +207,9 @@ int brine_save(brine *b, int64_t step)
     brine_h5_quiet quiet;
     int tmp_exists = 0;
 
-    if (!b)
-        return BRINE_EINVAL;
-    brine__error_clear(&b->err);
-    if (step < 0 || step > BRINE_MAX_STEP)
-        return brine__fail(&b->err, BRINE_EINVAL, "brine_save: step %" PRId64 " is not in 0..%" PRId64,
-                           step, BRINE_MAX_STEP);
-    if ((rc = check_strings(b)) || (rc = brine_registry__refresh(b)))
-        return rc;
+    brine__error_clear(err);
     if ((rc = brine_publish__paths(final, sizeof final, tmp, sizeof tmp, b->dir, b->prefix, step,
-                                   &b->err)))
+                                   err)))
         return rc;
 
     brine_h5__quiet_begin(&quiet);
@@ -196,20 +217,20 @@ int brine_save(brine *b, int64_t step)
     brine_error ignored;
     brine_scan__remove_temps(b->io, b->alloc, b->dir, b->prefix, &ignored);
 
-    if (b->nvars && !(order = brine__calloc(b->alloc, b->nvars, sizeof *order))) {
-        rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory");
+    if (s->nvars && !(order = brine__calloc(b->alloc, s->nvars, sizeof *order))) {
+        rc = brine__fail(err, BRINE_ENOMEM, "out of memory");
         goto done;
     }
     brine_pickle__enc_init(&enc, b->alloc);
-    encode_group(b, &enc, "", 0, order, &narrays);
+    encode_group(s->vars, s->nvars, &enc, "", 0, order, &narrays);
     if (brine_pickle__enc_finish(&enc, &stream, &len)) {
-        rc = brine__fail(&b->err, BRINE_ENOMEM, "out of memory encoding the pickle stream");
+        rc = brine__fail(err, BRINE_ENOMEM, "out of memory encoding the pickle stream");
         goto done;
     }
     tmp_exists = 1;
-    if ((rc = write_file(b, tmp, step, stream, len, order, narrays)))
+    if ((rc = write_file(b, s, tmp, step, stream, len, order, narrays, err)))
         goto done;
-    if ((rc = brine_publish__commit(b->io, tmp, final, b->dir, &b->err)))
+    if ((rc = brine_publish__commit(b->io, tmp, final, b->dir, err)))
         goto done;
     tmp_exists = 0;
     /* Rotation is cleanup: a deletion that fails is retried by the next save. */
@@ -219,10 +240,26 @@ done:
     if (rc) {
         if (tmp_exists)
             brine_publish__discard(b->io, tmp);
-        brine__error_prefix(&b->err, "saving step %" PRId64 " to %s: ", step, b->dir);
+        brine__error_prefix(err, "saving step %" PRId64 " to %s: ", step, b->dir);
     }
     brine_h5__quiet_end(&quiet);
     brine__free(b->alloc, stream);
     brine__free(b->alloc, order);
     return rc;
+}
+
+int brine_save(brine *b, int64_t step)
+{
+    int rc = 0;
+    if (!b)
+        return BRINE_EINVAL;
+    brine__error_clear(&b->err);
+    if ((rc = brine_save__check(b, step, "brine_save")))
+        return rc;
+    /* One save at a time, and a background failure is reported before anything else is done. */
+    if ((rc = brine_async__settle(b, (b->opts.async_flags & BRINE_ASYNC_NOWAIT) != 0)))
+        return rc;
+    brine_save__started(b);
+    const brine_save_state s = {b->vars, b->nvars, b->attrs, b->nattrs, b->opts.threads};
+    return brine_save__write(b, &s, step, &b->err);
 }

@@ -16,7 +16,10 @@
  *  - The library never prints and never exits; HDF5's automatic error printing
  *    is suppressed inside brine calls and restored afterwards.
  *  - A brine context is not thread-safe: use one context from one thread at a
- *    time.  Distinct contexts may be used from distinct threads.
+ *    time.  Distinct contexts may be used from distinct threads.  An
+ *    asynchronous save (brine_save_async) runs on a thread of brine's own
+ *    while the context's thread goes on; a context must not be used across
+ *    fork() while such a save is in flight (the child has no such thread).
  *  - Strings are UTF-8.
  */
 #ifndef BRINE_H
@@ -111,8 +114,10 @@ typedef enum brine_dtype {
  * virtual file driver that calls them).  The default is POSIX; tests plug in
  * tables that fail the Nth operation.  Methods return 0 (or a byte count) on
  * success and a negated errno value on failure.  A method table must outlive
- * every context that uses it.  Methods may be called from the thread that
- * called into brine only.
+ * every context that uses it.  Methods are called from the thread that
+ * called into brine and, for asynchronous saves (brine_save_async), from the
+ * save's background thread; for one context never from two threads at once
+ * (a table several contexts share may be).
  */
 typedef struct brine_io_methods {
     unsigned version; /**< BRINE_IO_METHODS_VERSION */
@@ -154,6 +159,9 @@ BRINE_API const brine_io_methods *brine_io_posix(void);
 /**
  * Allocation hook (zstd's customMem).  Every allocation the library makes
  * itself goes through it; HDF5's and zlib's internal allocations do not.
+ * With asynchronous saves, the save's background thread allocates and frees
+ * through it while the caller's thread may too: the hook must then be
+ * thread-safe.
  */
 typedef struct brine_allocator {
     void *(*alloc)(void *ctx, size_t size); /**< like malloc; may return NULL */
@@ -210,15 +218,11 @@ typedef struct brine_options {
     double every_seconds; /**< ... and when this much wall-clock time passed since the last save; 0: off */
     int keep_every;       /**< checkpoints whose step is a multiple of it (0 included) survive rotation and do
                                not count toward keep_last; 0: none (default) */
-    /**
-     * 1: brine_maybe_save() saves asynchronously; default 0.  Asynchronous
-     * saves (a staging copy written by a background thread) are not in this
-     * release yet: until they are, a save asked for with async is a
-     * synchronous brine_save().  async_flags and staging_max are reserved for them.
-     */
-    int async;
-    unsigned async_flags; /**< 0 or BRINE_ASYNC_NOWAIT (reserved, see async) */
-    size_t staging_max;   /**< most bytes of staging memory for asynchronous saves; 0: no cap (reserved) */
+    int async;            /**< 1: brine_maybe_save() saves with brine_save_async(); default 0 */
+    unsigned async_flags; /**< 0 or BRINE_ASYNC_NOWAIT */
+    size_t staging_max;   /**< most bytes of staging memory for asynchronous saves (the registered variables'
+                               bytes, each rounded up to 64); a larger state is saved synchronously by
+                               brine_save_async().  0: no cap (default) */
     int use_env;          /**< 1 (default): options left at their default take BRINE_* variables; 0: ignore them */
     /** Wall clock in seconds for the every_seconds policy; NULL (default): CLOCK_MONOTONIC.  For tests. */
     double (*clock)(void *ctx);
@@ -226,7 +230,7 @@ typedef struct brine_options {
 } brine_options;
 
 /**
- * brine_options.async_flags (reserved, see async): saves return
+ * brine_options.async_flags: brine_save_async() (and brine_save()) return
  * BRINE_EBUSY at once when an asynchronous save is still in flight, rather
  * than waiting for it.
  */
@@ -283,7 +287,8 @@ BRINE_API int brine_open(brine **out, const char *dir, const brine_options *opts
 BRINE_API const char *brine_open_errmsg(void);
 
 /**
- * Waits for an asynchronous save in flight, then frees the context.
+ * Waits for an asynchronous save in flight (and joins its thread), frees
+ * the staging memory of asynchronous saves, then frees the context.
  * Registered memory is the caller's and is not touched.  NULL is a no-op.
  * @return 0, or the failure of a background save no other call has returned
  *         yet; its message is then brine_open_errmsg()'s (the context is gone).
@@ -359,11 +364,79 @@ BRINE_API int brine_register_string(brine *b, const char *name, char *buf, size_
  * On failure the temporary file is removed and every earlier checkpoint is
  * untouched; the program may go on and save again.
  *
+ * After the arguments are checked, an asynchronous save still in flight
+ * (brine_save_async) is waited for, and a background failure no call has
+ * returned yet is returned instead of saving (see brine_save_async).
+ *
  * @param step  0 .. 999999999999.
  * @return 0; BRINE_EINVAL (bad step, a string that is not valid UTF-8 or not
- *         terminated within its capacity); BRINE_ENOMEM; BRINE_EIO; BRINE_ENOSPC; BRINE_EHDF5.
+ *         terminated within its capacity); BRINE_ENOMEM; BRINE_EIO; BRINE_ENOSPC; BRINE_EHDF5;
+ *         BRINE_EBUSY (BRINE_ASYNC_NOWAIT and a save in flight); the error
+ *         of an earlier background save (then nothing was saved).
  */
 BRINE_API int brine_save(brine *b, int64_t step);
+
+/**
+ * Starts a checkpoint of every registered variable for this step and returns
+ * while it is compressed and written in the background.
+ *
+ * It checks its arguments as brine_save() does, then (one save at a time)
+ * waits for the asynchronous save still in flight, if any, unless
+ * options.async_flags has BRINE_ASYNC_NOWAIT (then BRINE_EBUSY at once).
+ * Then it copies every registered variable (arrays, scalars, strings, a
+ * resizable array at its current size) and the user metadata into staging
+ * memory: in parallel (OpenMP threads, large arrays split among them), and
+ * this copy is the only time the caller is blocked.  As soon as this
+ * returns the program may change its variables, resize its resizable
+ * arrays and set attributes: the checkpoint holds the values of this call.
+ * A background thread (one per save, with every signal blocked; joined by
+ * the next call that waits for it, or by brine_close()) then writes the
+ * file as brine_save() would: the same bytes (but the `created` time), the
+ * same publication and rotation.  All the save's HDF5 calls run on that
+ * thread, with HDF5's error printing silenced there; so every call on b
+ * that would call HDF5 (brine_save(), brine_restore(), brine_restore_begin(),
+ * brine_close()) first waits for the save in flight.  Other calls
+ * (brine_register*, brine_set_attr_*, brine_maybe_save() when nothing is
+ * due) do not wait.
+ *
+ * Memory: one copy of the state (the variables' bytes, each rounded up to
+ * 64), allocated through options.alloc by the first call and reused, grown
+ * (by an eighth more than needed) only when the state grows, and kept until
+ * brine_close(): no allocation per call in steady state.  A state larger
+ * than options.staging_max (when not 0) is not copied: the checkpoint is
+ * written synchronously, exactly as brine_save() does, and this returns 0
+ * once it is published (brine_errmsg() is then "": it is not an error).
+ *
+ * Errors are never lost and reported once: the failure of a background save
+ * (its message "saving step N to DIR: ...", as brine_save()'s) is returned
+ * by brine_wait(); if the program does not wait, by the next brine_save(),
+ * brine_save_async(), brine_maybe_save() that saves, brine_restore() or
+ * brine_restore_begin(), which then returns it without doing its own work
+ * (that call's save or restore did not happen: call it again); else by
+ * brine_close(), whose message then is brine_open_errmsg().
+ *
+ * The I/O methods and the allocator are called from the background thread
+ * too (brine_io_methods, brine_allocator).  A context with a save in flight
+ * must not be used across fork().
+ *
+ * @return 0 (the save started, or was done synchronously); the error of an
+ *         earlier background save (then nothing was started); BRINE_EBUSY;
+ *         BRINE_EINVAL (as brine_save()); BRINE_ENOMEM (staging memory, the
+ *         background thread cannot be started, or the state's size
+ *         overflows); when the state exceeds staging_max, brine_save()'s
+ *         errors.
+ */
+BRINE_API int brine_save_async(brine *b, int64_t step);
+
+/**
+ * Waits until the asynchronous save in flight (if any) is published or has
+ * failed.  @return 0 (also when none was in flight) or the failure of a
+ * background save no call has returned yet, with the full message in
+ * brine_errmsg() ("saving step 42 to DIR: pwrite of ... failed: No space
+ * left on device"); reported once: a second brine_wait() returns 0.
+ * BRINE_EINVAL for NULL.
+ */
+BRINE_API int brine_wait(brine *b);
 
 /**
  * Called once per iteration of the time loop: saves when a policy says so,
@@ -378,8 +451,7 @@ BRINE_API int brine_save(brine *b, int64_t step);
  *    waits for a save in flight (brine_wait()), saves synchronously whatever
  *    options.async says, and brine_should_exit() turns 1 once the checkpoint
  *    is published.
- * It saves with brine_save() (asynchronously when options.async is set, once
- * asynchronous saves exist; see brine_options.async).
+ * It saves with brine_save_async() when options.async is set, else brine_save().
  *
  * A step is saved once: when the last save this function made (or started)
  * was of this same step, a second call with that step returns 0 whatever is
@@ -461,7 +533,9 @@ BRINE_API int brine_should_exit(const brine *b);
  * @return 0; BRINE_ENOTFOUND (no checkpoint in the directory); otherwise the
  *         error of the newest candidate (BRINE_ECORRUPT, BRINE_EMISMATCH,
  *         BRINE_EVERSION, BRINE_EIO, BRINE_EHDF5, BRINE_ENOMEM) with every
- *         candidate's reason in the message.
+ *         candidate's reason in the message; the failure of an earlier
+ *         asynchronous save no call has returned yet (then nothing was
+ *         restored: see brine_save_async(), which it first waits for).
  */
 BRINE_API int brine_restore(brine *b, int64_t *step);
 
