@@ -7,6 +7,12 @@
  *   hdf5    the HDF5 C library's own filter pipeline: shuffle + deflate(--level)
  *           + fletcher32, same chunk shape as brine, one H5Dwrite, close, fsync;
  *           restore is one H5Dread
+ *   async   how long brine_save_async blocks the caller (the copy into staging
+ *           memory), against one single-threaded memcpy of the same bytes into
+ *           touched memory, measured in the same process: the first call (which
+ *           allocates the staging memory) and --reps later ones (best and
+ *           median; each waited for with brine_wait, untimed); then a restore
+ *           checks the data.  --fields N splits the state into N arrays.
  *   memcpy  memcpy of the same bytes into touched memory (the memory-bandwidth limit)
  *   raw     write(2) of the raw bytes + fsync (the disk limit); restore reads them back
  *   gen     writes the generated data to --out (for the Python cases) and prints its shape
@@ -298,6 +304,9 @@ typedef struct {
     double save_extra_mib, restore_extra_mib;
     int cold_dropped, verified;
     hsize_t chunk[2];
+    /* --case async */
+    double memcpy_s, blocked_first_s, blocked_median_s;
+    int fields, reps;
 } result;
 
 static void print_json(const dataset *d, const result *r, double mib)
@@ -332,6 +341,14 @@ static void print_json(const dataset *d, const result *r, double mib)
 #undef SECS
     printf("\"save_write_s\": %.6f, \"save_fsync_s\": %.6f, \"restore_read_s\": %.6f, ",
            r->save_write_s, r->save_fsync_s, r->restore_read_s);
+    if (r->memcpy_s > 0)
+        printf("\"memcpy_s\": %.6f, \"blocked_first_s\": %.6f, \"blocked_median_s\": %.6f, "
+               "\"blocked_vs_memcpy\": %.3f, \"blocked_median_vs_memcpy\": %.3f, "
+               "\"blocked_first_vs_memcpy\": %.3f, \"fields\": %d, "
+               "\"reps\": %d, ",
+               r->memcpy_s, r->blocked_first_s, r->blocked_median_s, r->save_s / r->memcpy_s,
+               r->blocked_median_s / r->memcpy_s, r->blocked_first_s / r->memcpy_s, r->fields,
+               r->reps);
     printf("\"save_extra_mib\": %.1f, \"restore_extra_mib\": %.1f, \"cold\": \"%s\", "
            "\"verified\": %s}\n",
            r->save_extra_mib, r->restore_extra_mib, r->cold_dropped ? "dropped" : "not dropped",
@@ -422,6 +439,7 @@ typedef struct {
     const char *kase, *data, *codec, *dir, *out;
     double mib;
     int level, threads, cold;
+    int fields, reps;
 } args;
 
 static brine_codec codec_of(const char *name)
@@ -443,15 +461,22 @@ static void brine_check(int rc, const brine *b, const char *what)
         die("%s: %s: %s", what, brine_errstr(rc), b ? brine_errmsg(b) : brine_open_errmsg());
 }
 
-static void case_brine(const args *a, const dataset *d, result *r)
+/* The options every brine case saves with: one checkpoint kept, --level, --threads, --codec. */
+static brine_options bench_options(const args *a)
 {
-    brine_io_methods io = timed_io();
     brine_options o = BRINE_OPTIONS_INIT;
     o.prefix = "bench";
     o.keep_last = 1;
     o.level = a->level;
     o.threads = a->threads;
     o.codec = codec_of(a->codec);
+    return o;
+}
+
+static void case_brine(const args *a, const dataset *d, result *r)
+{
+    brine_io_methods io = timed_io();
+    brine_options o = bench_options(a);
     o.io = &io;
     brine *b = NULL;
     mem_phase m;
@@ -497,6 +522,103 @@ static void case_brine(const args *a, const dataset *d, result *r)
         r->restore_cold_s = now() - t;
         r->verified &= memcmp(dst, d->data, d->nbytes) == 0;
     }
+    brine_close(b);
+    unlink(path);
+    free(dst);
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    const double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/*
+ * Opens a context on a->dir whose state is the data set's bytes at base cut
+ * into `fields` arrays "state/field<k>" along the first dimension (whole rows).
+ */
+static brine *open_fields(const args *a, const brine_options *o, const dataset *d, int fields,
+                          uint8_t *base)
+{
+    const size_t rows = d->shape[0], row_bytes = d->nbytes / rows;
+    brine *b = NULL;
+    brine_check(brine_open(&b, a->dir, o), NULL, "brine_open");
+    for (int f = 0; f < fields; f++) {
+        const size_t r0 = rows * (size_t)f / (size_t)fields, r1 = rows * (size_t)(f + 1) / (size_t)fields;
+        char name[32];
+        size_t shape[2] = {r1 - r0, d->ndim == 2 ? d->shape[1] : 0};
+        snprintf(name, sizeof name, "state/field%d", f);
+        brine_check(brine_register(b, name, d->dtype, base + r0 * row_bytes, d->ndim, shape, 0), b,
+                    "brine_register");
+    }
+    return b;
+}
+
+/*
+ * brine_save_async's blocked time against memcpy.  The state is the data
+ * set cut into --fields arrays along its first dimension (whole rows), so
+ * the bytes are the same as every other case's.
+ */
+static void case_async(const args *a, const dataset *d, result *r)
+{
+    enum { MAX_FIELDS = 64, MAX_REPS = 100 };
+    brine_options o = bench_options(a);
+    brine *b = NULL;
+    uint8_t *dst = xmalloc(d->nbytes);
+    const int fields = a->fields < 1 ? 1 : a->fields > MAX_FIELDS ? MAX_FIELDS : a->fields;
+    const int reps = a->reps < 1 ? 1 : a->reps > MAX_REPS ? MAX_REPS : a->reps;
+    const size_t rows = d->shape[0];
+    double blocked[MAX_REPS];
+
+    if ((size_t)fields > rows)
+        die("--fields %d: the data has only %zu rows", fields, rows);
+    snprintf(r->method, sizeof r->method, "brine-async");
+    r->codec = a->codec;
+    r->fields = fields;
+    r->reps = reps;
+    plan_chunk(d, r->chunk);
+
+    /* The baseline first, as case_memcpy measures it: best of 3 into touched memory. */
+    memset(dst, 0, d->nbytes);
+    r->memcpy_s = 1e30;
+    for (int k = 0; k < 3; k++) {
+        double t = now();
+        memcpy(dst, d->data, d->nbytes);
+        t = now() - t;
+        if (t < r->memcpy_s)
+            r->memcpy_s = t;
+    }
+
+    b = open_fields(a, &o, d, fields, (uint8_t *)d->data);
+    mem_phase m;
+    mem_begin(&m);
+    double t = now();
+    brine_check(brine_save_async(b, 1), b, "brine_save_async");
+    r->blocked_first_s = now() - t;
+    t = now();
+    brine_check(brine_wait(b), b, "brine_wait");
+    r->save_write_s = now() - t; /* the rest of the first save, in the background */
+    for (int k = 0; k < reps; k++) {
+        t = now();
+        brine_check(brine_save_async(b, 2 + k), b, "brine_save_async");
+        blocked[k] = now() - t;
+        brine_check(brine_wait(b), b, "brine_wait");
+    }
+    r->save_extra_mib = mem_end(&m);
+    qsort(blocked, (size_t)reps, sizeof blocked[0], cmp_double);
+    r->save_s = blocked[0];
+    r->blocked_median_s = blocked[reps / 2];
+    brine_close(b);
+
+    /* Check what the last save wrote. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bench-%012d.h5", a->dir, 1 + reps);
+    r->file_bytes = file_size(path);
+    memset(dst, 0xA5, d->nbytes);
+    b = open_fields(a, &o, d, fields, dst);
+    int64_t step = -1;
+    brine_check(brine_restore(b, &step), b, "brine_restore");
+    r->verified = step == 1 + reps && memcmp(dst, d->data, d->nbytes) == 0;
     brine_close(b);
     unlink(path);
     free(dst);
@@ -718,16 +840,17 @@ static void case_codecs(void)
 
 static void usage(void)
 {
-    fputs("usage: bench_brine --case brine|hdf5|memcpy|raw|gen|codecs [--data f64|f32|i64|rand]\n"
+    fputs("usage: bench_brine --case brine|async|hdf5|memcpy|raw|gen|codecs [--data f64|f32|i64|rand]\n"
           "                   [--mib N] [--codec zlib|libdeflate|isal|none|default] [--level L]\n"
-          "                   [--threads T] [--dir DIR] [--cold] [--out FILE]\n",
+          "                   [--threads T] [--dir DIR] [--cold] [--out FILE]\n"
+          "                   [--fields N] [--reps N]   (async: arrays, timed calls)\n",
           stderr);
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    args a = {NULL, "f64", "zlib", ".", NULL, 16, 1, 1, 0};
+    args a = {NULL, "f64", "zlib", ".", NULL, 16, 1, 1, 0, 1, 5};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (!strcmp(k, "--cold")) {
@@ -745,6 +868,8 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--threads")) a.threads = atoi(v);
         else if (!strcmp(k, "--dir")) a.dir = v;
         else if (!strcmp(k, "--out")) a.out = v;
+        else if (!strcmp(k, "--fields")) a.fields = atoi(v);
+        else if (!strcmp(k, "--reps")) a.reps = atoi(v);
         else usage();
     }
     if (!a.kase)
@@ -762,12 +887,14 @@ int main(int argc, char **argv)
     make_data(&d, a.data, a.mib);
     result r;
     memset(&r, 0, sizeof r);
-    if (!strcmp(a.kase, "brine") || !strcmp(a.kase, "hdf5")) {
+    if (!strcmp(a.kase, "brine") || !strcmp(a.kase, "hdf5") || !strcmp(a.kase, "async")) {
         r.level = a.level;
         r.threads = a.threads;
     }
     if (!strcmp(a.kase, "brine"))
         case_brine(&a, &d, &r);
+    else if (!strcmp(a.kase, "async"))
+        case_async(&a, &d, &r);
     else if (!strcmp(a.kase, "hdf5"))
         case_hdf5(&a, &d, &r);
     else if (!strcmp(a.kase, "memcpy"))

@@ -184,27 +184,10 @@ int brine_should_exit(const brine *b)
 /* ------------------------------------------------------------------------ */
 /* brine_maybe_save */
 
-/*
- * brine_save_async() and brine_wait() arrive with async.c (issue 6, in
- * progress).  Until then options.async saves synchronously, as
- * brine_save_async() does when staging memory is capped, and no save is ever
- * in flight.  Both become the real calls when async.c lands.
- */
-static int save_async(brine *b, int64_t step)
-{
-    return brine_save(b, step);
-}
-
-static int wait_in_flight(brine *b)
-{
-    (void)b;
-    return 0;
-}
-
 /* The save a signal asked for: synchronous, after any save in flight. */
 static int save_for_signal(brine *b, int64_t step)
 {
-    int rc = wait_in_flight(b);
+    int rc = brine_wait(b);
     if (rc) {
         /* The save of last_policy_step is not on disk: it does not count. */
         b->last_policy_step = -1;
@@ -245,7 +228,7 @@ int brine_maybe_save(brine *b, int64_t step)
     /* The save paths set it too; here it also serves saves made before they did. */
     if (b->opts.every_seconds > 0)
         b->last_save_time = now;
-    const int rc = b->opts.async ? save_async(b, step) : brine_save(b, step);
+    const int rc = b->opts.async ? brine_save_async(b, step) : brine_save(b, step);
     if (rc)
         return rc;
     b->last_policy_step = step;

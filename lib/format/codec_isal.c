@@ -14,6 +14,24 @@
 
 #include <isa-l/igzip_lib.h>
 
+/*
+ * ISA-L's AVX2/AVX-512 kernels can return with the upper halves of the
+ * vector registers dirty (no vzeroupper on their way out).  The calling
+ * thread's next legacy-SSE code, such as a simulation's own loop compiled
+ * for plain x86-64, then runs with a false dependency on those halves on
+ * every instruction: heat2d's stencil ran about twice as slowly after a save
+ * with ISA-L, for the rest of the run (docs/performance.md, "Asynchronous
+ * saves").  Clearing them after each call costs a few cycles.  vzeroupper
+ * needs AVX; without it ISA-L never dirtied anything.
+ */
+static void clean_vector_state(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (__builtin_cpu_supports("avx"))
+        __asm__ __volatile__("vzeroupper");
+#endif
+}
+
 /* The level buffer ISA-L's documentation suggests for each level (0 needs none). */
 static const uint32_t level_buf_size[4] = {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT,
                                            ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT};
@@ -54,6 +72,7 @@ int brine_codec__isal_deflate(int level, const uint8_t *src, size_t len, uint8_t
     zs->next_out = dst;
     zs->avail_out = (uint32_t)cap;
     zrc = isal_deflate_stateless(zs);
+    clean_vector_state();
     if (zrc == COMP_OK) {
         *out_len = zs->total_out;
     } else {
@@ -84,7 +103,9 @@ void brine_codec__isal_inflate(const uint8_t *src, size_t src_len, uint8_t *dst,
     st->next_out = dst;
     st->avail_out = (uint32_t)dst_len;
     st->crc_flag = ISAL_ZLIB; /* parse the zlib header, verify the Adler-32 trailer */
-    switch (isal_inflate_stateless(st)) {
+    const int zrc = isal_inflate_stateless(st);
+    clean_vector_state();
+    switch (zrc) {
     case ISAL_DECOMP_OK:
         res->produced = st->total_out;
         res->unused_in = st->avail_in;

@@ -900,6 +900,7 @@ static void test_async_policy(void **state)
     assert_true(tu_ckpt_exists(dir, "ckpt", 8)); /* published, no wait needed */
     assert_true(tu_ckpt_exists(dir, "ckpt", 9));
     assert_int_equal(brine_should_exit(b), 1);
+    OK(b, brine_wait(b));
     const int64_t want[] = {4, 8, 9};
     assert_true(only_these(dir, 12, want, 3));
     assert_int_equal(brine_close(b), 0);
