@@ -60,6 +60,6 @@ def checkpoint_to_xarray(ckpt: "Checkpoint", *, lazy: bool,
             data = _lazy_data(xr, value) if lazy else value.read()
             variables[name] = xr.Variable(_dims(name, value.ndim, dims), data)
         else:
-            variables[name] = xr.Variable((), np.asarray(value))
+            variables[name] = xr.Variable(_dims(name, 0, dims), np.asarray(value))
     attrs = {"step": ckpt.step, **ckpt.attrs, "path": ckpt.path}
     return xr.Dataset(variables, attrs=attrs)
