@@ -410,3 +410,31 @@ def test_import_and_run_without_pandas_xarray_tqdm(tmp_path):
                        text=True, timeout=120, env=env)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
     assert r.stderr == ""
+
+
+# ------------------------------------------------------------------ docs/python.md
+
+DOC = HERE.parents[1] / "docs" / "python.md"
+
+
+def test_python_md_examples_run(tmp_path, monkeypatch):
+    """docs/python.md's Python blocks, in order, in one namespace, on the heat2d
+    run its sh block makes."""
+    import re
+    heat2d = os.environ.get("BRINE_HEAT2D")
+    if not heat2d:
+        pytest.skip("BRINE_HEAT2D is not set (ctest sets it)")
+    for name in ("pandas", "xarray", "tqdm", "matplotlib"):
+        pytest.importorskip(name)
+    text = DOC.read_text()
+    command = re.findall(r"```sh\n(.*?)```", text, re.S)[0].split()
+    assert command[0] == "build/apps/heat2d"
+    r = subprocess.run([heat2d, *command[1:]], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 10
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"{DOC}, python block {i + 1}", "exec"), namespace)
