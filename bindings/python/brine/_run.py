@@ -195,24 +195,27 @@ class Run:
         progress: a tqdm bar over the checkpoints opened (True, False, or None
         for one when there are 100 or more to open).
         """
-        todo, entries = [], {}
+        todo, found = [], []
+        cache: Dict[Tuple[str, int, int, int], RunEntry] = {}
         for step, path, size in self._scan():
             try:
                 st = os.stat(path)
-            except FileNotFoundError:
+            except FileNotFoundError:  # rotated away meanwhile
                 continue
             key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+            found.append(key)
             if key in self._cache:
-                entries[path] = self._cache[key]
+                cache[key] = self._cache[key]
             else:
                 todo.append((key, step, path, st.st_size))
         for key, step, path, size in progress_bar(todo, total=len(todo), enabled=progress,
                                                  desc="checkpoints", unit="file"):
             try:
-                self._cache[key] = entries[path] = _examine(step, path, size)
+                cache[key] = _examine(step, path, size)
             except FileNotFoundError:
                 continue
-        return [entries[p] for _, p, _ in self._scan() if p in entries]
+        self._cache = cache  # forgets files gone or rewritten
+        return [cache[key] for key in found if key in cache]
 
     def __iter__(self) -> Iterator[RunEntry]:
         return iter(self.entries())
