@@ -17,7 +17,10 @@ import os
 import pathlib
 import re
 
+import numpy as np
 import pytest
+
+import brine
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "docs" / "notebooks"
@@ -67,7 +70,7 @@ def test_notebook_executes(tmp_path):
     assert all(c.get("execution_count") for c in code), "a cell did not run"
     # what the cells show: the runs, the listing, the comparisons
     text = text_of(nb)
-    assert "from " + str(ROOT / "bindings" / "python" / "brine") in text
+    assert f"brine {brine.__version__}, numpy {np.__version__}" in text
     assert "run-a: done: step 600" in text and "run-b: done: step 600" in text
     assert "<brine.Run 'run-a': 12 checkpoints>" in text
     assert "step=600 (open)" in text
