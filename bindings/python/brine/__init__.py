@@ -27,19 +27,23 @@ from ._checkpoint import FORMAT_VERSION, Checkpoint, Group, load_file, open_file
 from ._directory import CheckpointInfo, list_checkpoints, newest_that_verifies
 from ._errors import (BrineError, CorruptCheckpointError, UnsafeCheckpointError,
                       UnsupportedVersionError)
+from ._compare import diff
 from ._lazy import LazyArray
+from ._run import Run, RunEntry, Series, SkippedCheckpointWarning
 from ._save import save
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FORMAT_VERSION", "load", "open", "list", "save",
+    "FORMAT_VERSION", "load", "open", "list", "save", "diff",
     "Checkpoint", "Group", "LazyArray", "CheckpointInfo",
+    "Run", "RunEntry", "Series", "SkippedCheckpointWarning",
     "BrineError", "CorruptCheckpointError", "UnsafeCheckpointError", "UnsupportedVersionError",
 ]
 
 
-def load(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None) -> Dict[str, Any]:
+def load(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None,
+         progress: Optional[bool] = None) -> Dict[str, Any]:
     """Loads a checkpoint's whole state into memory.
 
     Parameters
@@ -50,6 +54,9 @@ def load(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None) -> Dic
     prefix : str, optional
         For a directory, consider only ``<prefix>-<step>.h5`` files.  By
         default every prefix is considered.
+    progress : bool or None
+        A tqdm progress bar counting the bytes read (when tqdm is installed):
+        True, False, or None for one when the arrays add up to 256 MiB or more.
 
     Returns
     -------
@@ -78,8 +85,9 @@ def load(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None) -> Dic
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        return newest_that_verifies(path, load_file, prefix=prefix)
-    return load_file(path)
+        return newest_that_verifies(path, lambda p: load_file(p, progress=progress),
+                                    prefix=prefix)
+    return load_file(path, progress=progress)
 
 
 def open(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None) -> Checkpoint:

@@ -8,14 +8,15 @@ import zlib
 from builtins import open as builtins_open
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import h5py
 import numpy as np
 
 from ._directory import CHECKPOINT_NAME
 from ._errors import BrineError, CorruptCheckpointError, UnsupportedVersionError
-from ._lazy import LazyArray, read_dataset
+from ._lazy import LazyArray, read_whole
+from ._optional import ByteBar
 from ._unpickler import ArraySpec, collect_arrays, scan_stream, unpickle_state
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "Group", "load_file"]
@@ -275,8 +276,11 @@ def _pending(spec: ArraySpec) -> _Pending:
     return _Pending(spec)
 
 
-def _decode(f: h5py.File, path: str, *, lazy: bool) -> Tuple[_Header, dict]:
+def _decode(f: h5py.File, path: str, *, lazy: bool,
+            show_progress: Optional[bool] = False) -> Tuple[_Header, dict]:
     """Verifies a checkpoint and decodes its state (arrays read, or LazyArrays).
+
+    show_progress: a progress bar over the arrays read (see _optional.progress).
 
     Every check that needs no array data (header, stream, every dataset's
     type, shape, filters and chunk index) passes before any array is read.
@@ -321,21 +325,26 @@ def _decode(f: h5py.File, path: str, *, lazy: bool) -> Tuple[_Header, dict]:
         raise CorruptCheckpointError(
             f"{path}: {n_buffers - len(used)} of the {n_buffers} out-of-band buffers are "
             "not used by an array", path=path)
-    for name, group, key, spec, ds in checked:
-        if lazy:
+    if lazy:
+        for name, group, key, spec, ds in checked:
             group[key] = LazyArray(ds, shape=spec.shape, dtype=spec.dtype, order=spec.order,
                                    path=path, name=name)
-        else:
+        return header, state
+    total = sum(spec.dtype.itemsize * int(np.prod(spec.shape, dtype=object))
+                for _, _, _, spec, _ in checked)
+    with ByteBar(total=total, desc=os.path.basename(path), enabled=show_progress) as bar:
+        for name, group, key, spec, ds in checked:
             # h5py checks each chunk's fletcher32 while reading.
-            data = read_dataset(ds, (), path=path, variable=name)
+            data = read_whole(ds, path=path, variable=name, bar=bar)
             group[key] = np.ndarray(spec.shape, spec.dtype, data, 0, None, spec.order)
     return header, state
 
 
-def _decode_file(f: h5py.File, path: str, *, lazy: bool) -> Tuple[_Header, dict]:
+def _decode_file(f: h5py.File, path: str, *, lazy: bool,
+                 show_progress: Optional[bool] = False) -> Tuple[_Header, dict]:
     """:func:`_decode`, with h5py's errors on a damaged file as corruption errors."""
     try:
-        return _decode(f, path, lazy=lazy)
+        return _decode(f, path, lazy=lazy, show_progress=show_progress)
     except BrineError:
         raise
     except _H5_ERRORS as exc:
@@ -343,11 +352,11 @@ def _decode_file(f: h5py.File, path: str, *, lazy: bool) -> Tuple[_Header, dict]
             f"{path}: damaged HDF5 metadata ({type(exc).__name__}: {exc})", path=path) from exc
 
 
-def load_file(path: str) -> dict:
+def load_file(path: str, *, progress: Optional[bool] = None) -> dict:
     """Loads and verifies the whole state of one checkpoint file (see :func:`brine.load`)."""
     path = os.fspath(path)
     with _open_h5(path) as f:
-        _, state = _decode_file(f, path, lazy=False)
+        _, state = _decode_file(f, path, lazy=False, show_progress=progress)
     return state
 
 
@@ -398,6 +407,27 @@ class Group(Mapping):
 
     def __repr__(self) -> str:
         return f"<brine.Group {self.name or '/'!r} ({len(self)} members) of {self._file_path!r}>"
+
+    def variables(self) -> Dict[str, Any]:
+        """Every variable under this group, flattened, in the state's order.
+
+        Returns
+        -------
+        dict
+            Full hierarchical names (``"field/T"``, relative to the
+            checkpoint's root) to :class:`LazyArray` objects and Python scalars.
+        """
+        found: Dict[str, Any] = {}
+
+        def walk(prefix: str, content: dict) -> None:  # nesting is at most 32 deep
+            for key, value in content.items():
+                name = f"{prefix}/{key}" if prefix else key
+                if isinstance(value, dict):
+                    walk(name, value)
+                else:
+                    found[name] = value
+        walk(self.name, self._content)
+        return found
 
 
 class Checkpoint(Group):
@@ -527,6 +557,71 @@ class Checkpoint(Group):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<brine.Checkpoint {self.path!r} step={self.step} ({state})>"
+
+    def load(self, *, progress: Optional[bool] = None) -> dict:
+        """Reads the whole state into memory, as :func:`brine.load` returns it.
+
+        Parameters
+        ----------
+        progress : bool or None
+            A tqdm progress bar counting bytes (when tqdm is installed): True,
+            False, or None for one when the arrays add up to 256 MiB or more.
+
+        Raises
+        ------
+        CorruptCheckpointError
+            A chunk is damaged (its fletcher32 is checked as it is read).
+        ValueError
+            The checkpoint is closed.
+        """
+        if self.closed:
+            raise ValueError(f"{self.path}: the checkpoint is closed; cannot load it")
+        total = sum(v.nbytes for v in self.variables().values() if isinstance(v, LazyArray))
+        with ByteBar(total=total, desc=os.path.basename(self.path), enabled=progress) as bar:
+            def copy(content: dict) -> dict:
+                return {k: copy(v) if isinstance(v, dict)
+                        else v.read_counted(bar) if isinstance(v, LazyArray) else v
+                        for k, v in content.items()}
+            return copy(self._content)
+
+    def to_xarray(self, *, lazy: bool = True, dims: Optional[Mapping[str, Any]] = None) -> Any:
+        """The state as an :class:`xarray.Dataset` (needs xarray).
+
+        Parameters
+        ----------
+        lazy : bool
+            True (the default): arrays are read when xarray needs their values
+            (indexing, computing, ``.load()``), only the part selected, and
+            only while this checkpoint is open.  False: every array is read now.
+        dims : mapping, optional
+            Dimension names per variable, e.g. ``{"field/T": ("y", "x")}``;
+            by default ``"<name>_dim_<i>"``.
+
+        Returns
+        -------
+        xarray.Dataset
+            One data variable per variable of the state (named as in the
+            checkpoint, e.g. ``"field/T"``; scalars are 0-d variables), and the
+            root attributes, ``step`` included, as the Dataset's ``attrs``.
+
+        Raises
+        ------
+        ImportError
+            xarray is not installed.
+        """
+        from ._interop import checkpoint_to_xarray
+        return checkpoint_to_xarray(self, lazy=lazy, dims=dims)
+
+    def compare(self, other: "Checkpoint", *, progress: Optional[bool] = None
+                ) -> Dict[str, float]:
+        """Per-variable maximum absolute difference with another checkpoint;
+        see :func:`brine.diff`."""
+        from ._compare import diff
+        return diff(self, other, progress=progress)
+
+    def _repr_html_(self) -> str:
+        from ._display import checkpoint_html
+        return checkpoint_html(self)
 
 
 def open_file(path: "os.PathLike[str] | str") -> Checkpoint:

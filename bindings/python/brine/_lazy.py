@@ -9,8 +9,12 @@ import h5py
 import numpy as np
 
 from ._errors import CorruptCheckpointError
+from ._optional import ByteBar
 
-__all__ = ["LazyArray", "read_dataset"]
+__all__ = ["LazyArray", "read_dataset", "read_whole"]
+
+#: Rows are read in blocks of about this many bytes when a progress bar counts them.
+_BLOCK_BYTES = 16 << 20
 
 _INDEX_HELP = ("only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) "
                "and integer or boolean arrays are valid indices")
@@ -29,6 +33,26 @@ def read_dataset(ds: h5py.Dataset, selection: Any, *, path: str, variable: str) 
             f"{path}: variable {variable!r} (dataset {ds.name}): cannot read the data, "
             f"a chunk is damaged (fletcher32 or deflate failure): {exc}",
             path=path, variable=variable) from exc
+
+
+def read_whole(ds: h5py.Dataset, *, path: str, variable: str, bar: Optional[ByteBar] = None
+               ) -> np.ndarray:
+    """Reads a whole dataset; with an active bar, in blocks of rows (whole
+    chunks), reporting each block's bytes."""
+    if bar is None or not bar.active or ds.ndim == 0 or ds.size == 0:
+        data = read_dataset(ds, (), path=path, variable=variable)
+        if bar is not None:
+            bar.update(data.nbytes)
+        return data
+    out = np.empty(ds.shape, dtype=ds.dtype)
+    row_bytes = max(1, out.nbytes // ds.shape[0])
+    chunk_rows = ds.chunks[0] if ds.chunks else 1
+    rows = max(chunk_rows, _BLOCK_BYTES // row_bytes // chunk_rows * chunk_rows)
+    for start in range(0, ds.shape[0], rows):
+        block = read_dataset(ds, np.s_[start:start + rows], path=path, variable=variable)
+        out[start:start + rows] = block
+        bar.update(block.nbytes)
+    return out
 
 
 class LazyArray:
@@ -78,6 +102,12 @@ class LazyArray:
         """Bytes the whole array takes in memory."""
         return self.size * self.dtype.itemsize
 
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes the array's dataset takes in the file (compressed chunks and
+        their checksums), read from HDF5's metadata; ValueError once closed."""
+        return int(self._dataset().id.get_storage_size())
+
     def __len__(self) -> int:
         return self.shape[0]
 
@@ -90,8 +120,14 @@ class LazyArray:
                 f"order={self.order!r}>")
 
     # -- reading ---------------------------------------------------------------
-    def read(self) -> np.ndarray:
+    def read(self, *, progress: Optional[bool] = None) -> np.ndarray:
         """Reads the whole array.
+
+        Parameters
+        ----------
+        progress : bool or None
+            A tqdm progress bar (when tqdm is installed): True, False, or None
+            for one when the array is at least 256 MiB.
 
         Returns
         -------
@@ -106,10 +142,15 @@ class LazyArray:
         ValueError
             The checkpoint has been closed.
         """
+        with ByteBar(total=self.nbytes, desc=self.name, enabled=progress) as bar:
+            return self.read_counted(bar)
+
+    def read_counted(self, bar: Optional[ByteBar]) -> np.ndarray:
+        """:meth:`read`, reporting the bytes read to a bar shared with other reads."""
         ds = self._dataset()
         if self.size == 0:
             return np.empty(self.shape, dtype=self.dtype, order=self.order)
-        data = read_dataset(ds, (), path=self._path, variable=self.name)
+        data = read_whole(ds, path=self._path, variable=self.name, bar=bar)
         return data.T if self.order == "F" else data
 
     def __array__(self, dtype: Optional[Any] = None, copy: Optional[bool] = None) -> np.ndarray:
