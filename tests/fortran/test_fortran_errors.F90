@@ -44,7 +44,7 @@ program test_fortran_errors
 
     ! Restoring from an empty directory.
     rc = brine_restore(ck)
-    call expect_rc(ck, rc, BRINE_ENOTFOUND, 'restore from an empty directory', [character(len=16) :: dir])
+    call expect_rc(ck, rc, BRINE_ENOTFOUND, 'restore from an empty directory', [dir])
 
     ! A strided section is refused, naming the variable; nothing is registered.
     rc = brine_register(ck, 'field/every_other_row', field(1:6:2, :))
