@@ -8,6 +8,7 @@ packages=(
   libhdf5-dev hdf5-tools zlib1g-dev libdeflate-dev libisal-dev
   libcmocka-dev
   python3-numpy python3-h5py python3-pytest python3-matplotlib
+  gfortran
 )
 
 missing=()

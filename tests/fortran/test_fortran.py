@@ -234,3 +234,22 @@ def test_heat_fortran_refuses_another_grid(tmp_path: pathlib.Path) -> None:
     assert "different parameters" in r.stderr and "nx=48 ny=40" in r.stderr, r.stderr
     r = run([exe, "--nx", "2"], tmp_path, status=2)
     assert "invalid value '2' for --nx" in r.stderr
+
+
+def test_doc_example(tmp_path: pathlib.Path) -> None:
+    """docs/fortran.md's program runs, resumes, and Python sees what the guide shows."""
+    exe = program("BRINE_FORTRAN_DOC_EXAMPLE")
+    first = run([exe], tmp_path).stdout
+    assert "done: sum(u) = 3200.0" in first and "resumed" not in first
+    # Its checkpoints: the two newest kept (keep_last = 2).
+    names = sorted(p.name for p in (tmp_path / "minimal-ckpt").glob("*.h5"))
+    assert names == ["ckpt-000000000090.h5", "ckpt-000000000100.h5"]
+    state = brine.load(tmp_path / "minimal-ckpt")
+    u = state["field"]["u"]
+    assert (u.shape, u.flags.f_contiguous, state["label"]) == ((64, 32), True, "minimal example")
+    assert state["step"] == 100 and u.sum() == 3200.0
+    # Rows 0..35 were incremented twice (steps 1..100 cycle over 64 rows).
+    np.testing.assert_array_equal(u[:, 0], [2.0] * 36 + [1.0] * 28)
+    # Run again: it resumes from step 100 and has nothing left to do.
+    second = run([exe], tmp_path).stdout
+    assert "resumed from step 100" in second and "done: sum(u) = 3200.0" in second
