@@ -550,7 +550,7 @@ contains
     function register_array(ck, name, a, dtype, c_order) result(rc)
         type(brine_t), intent(inout) :: ck
         character(len=*), intent(in) :: name
-        type(*), dimension(..), target, intent(in) :: a
+        type(*), dimension(..), target, intent(inout) :: a   ! brine_restore writes it
         integer(c_int), intent(in) :: dtype
         logical, intent(in), optional :: c_order
         integer :: rc
@@ -785,7 +785,7 @@ contains
         type(c_ptr) :: p
         type(alloc_rec), pointer :: rec
         call c_f_pointer(ctx, rec)
-        if (c_associated(name)) continue
+        if (c_associated(name)) continue   ! unused: ctx names the variable
         p = c_malloc(max(nbytes, 1_c_size_t))
         if (.not. c_associated(p)) return
         ! brine drops old once it has other memory: free it when it was ours.

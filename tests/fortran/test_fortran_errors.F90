@@ -12,6 +12,7 @@ program test_fortran_errors
     character(len=:), allocatable :: dir
     real(real64), target :: grid(4, 3), wide(3, 4), field(6, 5)
     integer(int32), target :: counts(4, 3)
+    real(real64), target :: deep(1, 1, 1, 1, 1, 1, 1, 2, 2)
     character(len=4), target :: short
     character(len=16), target :: label
     integer :: rc
@@ -52,6 +53,10 @@ program test_fortran_errors
                    [character(len=32) :: "'field/every_other_row'", 'not contiguous'])
     ! A contiguous section (whole columns) is memory brine can keep.
     call ok(ck, brine_register(ck, 'field/cols', field(:, 2:4)), 'register contiguous columns')
+
+    ! Fortran allows rank 15, brine 8 (BRINE_MAX_NDIM): the rest is refused.
+    rc = brine_register(ck, 'deep', deep)
+    call expect_rc(ck, rc, BRINE_EINVAL, 'register a rank-9 array', [character(len=16) :: 'deep', '9'])
 
     ! Names brine refuses, and duplicates: C's message reaches Fortran.
     rc = brine_register(ck, 'bad name', grid)
