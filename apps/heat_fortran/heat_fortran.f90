@@ -23,6 +23,7 @@ program heat_fortran
     !$ use omp_lib, only: omp_get_max_threads
     use brine
     implicit none
+    save  ! static: allocatables stay reachable until exit, also after a stop
 
     ! alpha * dt / dx^2: below the explicit scheme's stability limit of 1/4.
     real(real64), parameter :: R = 0.2_real64

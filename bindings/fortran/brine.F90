@@ -450,12 +450,19 @@ contains
         t = t // ')'
     end function
 
+    !> Forgets the module's message.  Deallocated rather than set to '', so a
+    !> context that never failed holds no memory outside brine_open..brine_close.
+    subroutine clear_msg(ck)
+        type(brine_t), intent(inout) :: ck
+        if (allocated(ck%msg)) deallocate(ck%msg)
+    end subroutine
+
     !> Starts a call: clears the module's message; EINVAL unless ck is open.
     function begin(ck, what) result(rc)
         type(brine_t), intent(inout) :: ck
         character(len=*), intent(in) :: what
         integer :: rc
-        ck%msg = ''
+        call clear_msg(ck)
         rc = BRINE_OK
         if (.not. c_associated(ck%handle)) then
             ck%msg = what // ': the context is not open (brine_open failed or was not called)'
@@ -476,7 +483,7 @@ contains
         type(brine_c_options) :: co
         character(kind=c_char, len=:), allocatable, target :: cdir, cprefix
         type(c_ptr) :: pdir
-        ck%msg = ''
+        call clear_msg(ck)
         if (c_associated(ck%handle)) then
             ck%msg = 'brine_open: the context is already open: brine_close it first'
             rc = BRINE_EINVAL
@@ -521,7 +528,7 @@ contains
         type(brine_t), intent(inout) :: ck
         integer :: rc
         integer :: k
-        ck%msg = ''
+        call clear_msg(ck)
         rc = BRINE_OK
         if (.not. c_associated(ck%handle)) return
         rc = c_close(ck%handle)

@@ -9,6 +9,7 @@ program test_fortran_alloc
     use brine
     use test_util
     implicit none
+    save  ! static: allocatables stay reachable until exit, also after a stop
     type(brine_t) :: ck
     type(brine_options_t) :: opts
     character(len=:), allocatable :: dir

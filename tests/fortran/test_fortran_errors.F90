@@ -7,6 +7,7 @@ program test_fortran_errors
     use brine
     use test_util
     implicit none
+    save  ! static: allocatables stay reachable until exit, also after a stop
     type(brine_t) :: ck, never_opened
     type(brine_options_t) :: opts
     character(len=:), allocatable :: dir

@@ -216,6 +216,7 @@ end module kinds_vars
 program test_fortran_kinds
     use kinds_vars
     implicit none
+    save  ! static: allocatables stay reachable until exit, also after a stop
     type(brine_t) :: ck
     type(brine_options_t) :: opts
     character(len=:), allocatable :: dir

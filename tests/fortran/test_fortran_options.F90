@@ -10,6 +10,7 @@ program test_fortran_options
     use brine
     use test_util
     implicit none
+    save  ! static: allocatables stay reachable until exit, also after a stop
     interface
         integer(c_int) function options_layout(out, n) bind(c, name='brine_test_options_layout')
             import :: c_int, c_size_t
