@@ -7,7 +7,7 @@ program test_fortran_alloc
     use, intrinsic :: iso_c_binding, only: c_bool
     use, intrinsic :: iso_fortran_env, only: int32, int64, real64
     use brine
-    use test_util
+    use fortran_test_util
     implicit none
     save  ! static: allocatables stay reachable until exit, also after a stop
     type(brine_t) :: ck

@@ -9,7 +9,7 @@ module kinds_vars
     use, intrinsic :: iso_c_binding
     use, intrinsic :: iso_fortran_env, only: int8, int16, int32, int64, real32, real64
     use brine
-    use test_util
+    use fortran_test_util
     implicit none
 
 #define DECLARE

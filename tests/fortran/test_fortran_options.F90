@@ -8,7 +8,7 @@ program test_fortran_options
     use, intrinsic :: iso_c_binding
     use, intrinsic :: iso_fortran_env, only: int64, real64
     use brine
-    use test_util
+    use fortran_test_util
     implicit none
     save  ! static: allocatables stay reachable until exit, also after a stop
     interface

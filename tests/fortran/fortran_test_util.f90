@@ -1,6 +1,6 @@
 ! Assertions shared by the Fortran tests: each failure names the check, the
 ! return code and brine's message, then stops with a non-zero status.
-module test_util
+module fortran_test_util
     use brine
     implicit none
     private
@@ -80,4 +80,4 @@ contains
                                   exitstat=stat)
         call expect(stat == 0, 'cannot make an empty directory ' // dir)
     end subroutine
-end module test_util
+end module fortran_test_util
