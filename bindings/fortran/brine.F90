@@ -1006,8 +1006,9 @@ contains
     !> brine_maybe_save; brine_should_exit then turns .true.
     function brine_install_signals(ck, signals) result(rc)
         type(brine_t), intent(inout) :: ck
-        integer(c_int), intent(in), optional, target :: signals(:)
+        integer(c_int), intent(in), optional :: signals(:)
         integer :: rc
+        integer(c_int), allocatable, target :: list(:)   ! contiguous, whatever signals is
         rc = begin(ck, 'brine_install_signals')
         if (rc /= 0) return
         if (present(signals)) then
@@ -1016,7 +1017,8 @@ contains
                 rc = BRINE_EINVAL
                 return
             end if
-            rc = c_install_signals(ck%handle, c_loc(signals), int(size(signals), c_int))
+            list = signals
+            rc = c_install_signals(ck%handle, c_loc(list), int(size(list), c_int))
         else
             rc = c_install_signals(ck%handle, c_null_ptr, 0_c_int)
         end if

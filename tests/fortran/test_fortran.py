@@ -205,8 +205,11 @@ def test_heat_fortran_matches_heat2d_and_shares_checkpoints(tmp_path: pathlib.Pa
     fortran, c = program("BRINE_HEAT_FORTRAN"), program("BRINE_HEAT2D")
     run([c, *HEAT, "--steps", "300", "--dir", "c", "--out", "c.bin"], tmp_path)
     run([fortran, *HEAT, "--steps", "300", "--dir", "f", "--out", "f.bin"], tmp_path)
-    # Same arithmetic in the same order: the same bits.
+    # Same arithmetic in the same order: the same bits; background saves change nothing.
     assert (tmp_path / "f.bin").read_bytes() == (tmp_path / "c.bin").read_bytes()
+    run([fortran, *HEAT, "--steps", "300", "--dir", "fa", "--out", "fa.bin", "--async"], tmp_path)
+    assert (tmp_path / "fa.bin").read_bytes() == (tmp_path / "c.bin").read_bytes()
+    np.testing.assert_array_equal(brine.load(tmp_path / "fa")["field"]["T"], field(tmp_path / "c.bin"))
 
     # By default the layouts differ, (48, 40) order F against (40, 48) order C,
     # and brine never transposes silently: heat2d refuses, naming both.

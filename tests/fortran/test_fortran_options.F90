@@ -122,7 +122,7 @@ program test_fortran_options
     call expect(got == 13 .and. all(u == 77), 'the async save holds the values of its call')
 
     ! A signal: the next brine_maybe_save saves (not a multiple of 5) and asks to stop.
-    call ok(ck, brine_install_signals(ck), 'install signals')
+    call ok(ck, brine_install_signals(ck, [SIGUSR1]), 'install SIGUSR1')
     call expect(.not. brine_should_exit(ck), 'no signal yet')
     call expect(c_raise(SIGUSR1) == 0, 'raise SIGUSR1')
     step = 14
