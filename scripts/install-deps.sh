@@ -9,6 +9,7 @@ packages=(
   libcmocka-dev
   python3-numpy python3-h5py python3-pytest python3-matplotlib
   python3-pandas python3-xarray python3-tqdm jupyter-nbconvert python3-ipykernel python3-nbclient
+  gfortran
 )
 
 missing=()
