@@ -474,3 +474,65 @@ int brine_find_attr(brine_reader *r, const char *name, brine_attr *out)
     return brine__fail(&r->err, BRINE_ENOTFOUND, "%s: no attribute '%s' (or not of a type brine reads)",
                        r->path, name);
 }
+
+/* ---------------------------------------------------------------- inspection (the brine command) */
+
+int brine_reader_verify(brine_reader *r, const char *name)
+{
+    if (!r)
+        return BRINE_EINVAL;
+    brine__error_clear(&r->err);
+    entry *e;
+    int rc = lookup(r, name, "brine_reader_verify", &e);
+    if (rc || e->info.kind != BRINE_VAR_ARRAY)
+        return rc;
+    brine_h5_quiet quiet;
+    brine_h5__quiet_begin(&quiet);
+    rc = verify(r, e);
+    brine_h5__quiet_end(&quiet);
+    return rc;
+}
+
+int brine_reader_var_storage(brine_reader *r, const char *name, brine_var_storage *out)
+{
+    if (!r)
+        return BRINE_EINVAL;
+    brine__error_clear(&r->err);
+    entry *e;
+    if (!out)
+        return brine__fail(&r->err, BRINE_EINVAL, "brine_reader_var_storage: out is NULL");
+    int rc = lookup(r, name, "brine_reader_var_storage", &e);
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof *out);
+    out->deflate_level = -1;
+    if (e->info.kind != BRINE_VAR_ARRAY || e->value->v.array.buffer < 0) {
+        out->in_stream = 1;
+        return 0;
+    }
+    char *ds = brine_ckpt__dataset_path(r->alloc, e->info.name);
+    if (!ds)
+        return brine__fail(&r->err, BRINE_ENOMEM, "out of memory");
+    brine_h5_storage st;
+    brine_h5_quiet quiet;
+    brine_h5__quiet_begin(&quiet);
+    rc = brine_h5__storage(r->c.r, ds, e->info.name, &st, &r->err);
+    brine_h5__quiet_end(&quiet);
+    brine__free(r->alloc, ds);
+    if (rc)
+        return brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
+    out->stored_bytes = st.stored_bytes;
+    out->filters = (st.filters & BRINE_FILTER_SHUFFLE ? BRINE_STORAGE_SHUFFLE : 0) |
+                   (st.filters & BRINE_FILTER_DEFLATE ? BRINE_STORAGE_DEFLATE : 0) |
+                   (st.filters & BRINE_FILTER_FLETCHER32 ? BRINE_STORAGE_FLETCHER32 : 0);
+    out->deflate_level = st.deflate_level;
+    out->chunk_ndim = st.chunk_ndim;
+    for (int d = 0; d < st.chunk_ndim; d++)
+        out->chunk[d] = (size_t)st.chunk[d];
+    return 0;
+}
+
+brine_error *brine_reader__err(brine_reader *r)
+{
+    return &r->err;
+}

@@ -1232,3 +1232,55 @@ void brine_h5__close(brine_h5_reader *r)
     brine__free(r->alloc, r->stream);
     brine__free(r->alloc, r);
 }
+
+/* ---------------------------------------------------------------- storage (inspection) */
+
+int brine_h5__storage(brine_h5_reader *r, const char *path, const char *name,
+                      brine_h5_storage *out, brine_error *err)
+{
+    int rc = 0;
+    hid_t dcpl = H5I_INVALID_HID;
+    memset(out, 0, sizeof *out);
+    out->deflate_level = -1;
+    hid_t dset = H5Dopen2(r->file, path, H5P_DEFAULT);
+    if (dset < 0)
+        return h5fail(err, BRINE_ECORRUPT, "%s: variable '%s': dataset %s is missing", r->path, name,
+                      path);
+    out->stored_bytes = H5Dget_storage_size(dset);
+    if ((dcpl = H5Dget_create_plist(dset)) < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "%s: reading the storage of %s", r->path, path);
+        goto done;
+    }
+    const int nfilters = H5Pget_nfilters(dcpl);
+    for (int i = 0; i < nfilters; i++) {
+        unsigned flags = 0, config = 0, values[8] = {0};
+        size_t nvalues = 8;
+        char fname[64] = "";
+        const H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nvalues, values,
+                                               sizeof fname, fname, &config);
+        if (id == H5Z_FILTER_SHUFFLE)
+            out->filters |= BRINE_FILTER_SHUFFLE;
+        else if (id == H5Z_FILTER_DEFLATE) {
+            out->filters |= BRINE_FILTER_DEFLATE;
+            out->deflate_level = nvalues > 0 ? (int)values[0] : -1;
+        } else if (id == H5Z_FILTER_FLETCHER32)
+            out->filters |= BRINE_FILTER_FLETCHER32;
+        else
+            out->filters |= BRINE_FILTER_OTHER;
+    }
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
+        hsize_t c[BRINE_MAX_NDIM];
+        const int n = H5Pget_chunk(dcpl, BRINE_MAX_NDIM, c);
+        if (n < 0 || n > BRINE_MAX_NDIM) {
+            rc = h5fail(err, BRINE_ECORRUPT, "%s: dataset %s: bad chunk shape", r->path, path);
+            goto done;
+        }
+        out->chunk_ndim = n;
+        for (int d = 0; d < n; d++)
+            out->chunk[d] = c[d];
+    }
+done:
+    close_id(&dcpl, H5Pclose);
+    H5Dclose(dset);
+    return rc;
+}

@@ -188,6 +188,26 @@ int brine_h5__read_attrs(brine_h5_reader *r, brine_attr_val **out, size_t *n, br
 /** Frees what brine_h5__read_attrs() returned: n attributes at v (NULL v is a no-op). */
 void brine_h5__free_attrs(const brine_allocator *a, brine_attr_val *v, size_t n);
 
+/** A pipeline filter brine does not decode (brine_h5_storage.filters). */
+#define BRINE_FILTER_OTHER 0x8u
+
+/** How a dataset is stored (brine_reader_var_storage). */
+typedef struct brine_h5_storage {
+    uint64_t stored_bytes; /**< H5Dget_storage_size */
+    unsigned filters;      /**< BRINE_FILTER_* bits of its pipeline */
+    int deflate_level;     /**< the deflate filter's client value; -1 without deflate */
+    int chunk_ndim;        /**< 0 when not chunked */
+    uint64_t chunk[BRINE_MAX_NDIM];
+} brine_h5_storage;
+
+/**
+ * Describes dataset path's storage from its metadata, reading no data.
+ * name is used in messages.  @return 0, BRINE_ECORRUPT (missing, bad chunk
+ * shape) or BRINE_EHDF5.
+ */
+int brine_h5__storage(brine_h5_reader *r, const char *path, const char *name,
+                      brine_h5_storage *out, brine_error *err);
+
 /** Closes the file and frees r.  NULL is a no-op. */
 void brine_h5__close(brine_h5_reader *r);
 
