@@ -167,11 +167,9 @@ static int verify(brine_reader *r, entry *e)
     rc = brine_h5__verify_array(r->c.r, ds, e->info.name, v->v.array.dtype, v->v.array.order,
                                 v->v.array.ndim, dims, &r->err);
     brine__free(r->alloc, ds);
-    if (rc) {
-        rc = brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
-        brine__error_prefix(&r->err, "%s: ", r->path);
-        return rc;
-    }
+    /* The messages name the file already (or the failing system call and its path). */
+    if (rc)
+        return brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
     e->verified = 1;
     return 0;
 }
@@ -357,10 +355,8 @@ static int read_array(brine_reader *r, entry *e, brine_dtype dtype, void *data)
     if (!ds)
         rc = brine__fail(&r->err, BRINE_ENOMEM, "out of memory");
     else if ((rc = brine_h5__read_array(r->c.r, ds, e->info.name, stored, v->v.array.order,
-                                        v->v.array.ndim, dims, dst, &r->err))) {
+                                        v->v.array.ndim, dims, dst, &r->err)))
         rc = brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
-        brine__error_prefix(&r->err, "%s: ", r->path);
-    }
     brine_h5__quiet_end(&quiet);
     if (!rc && scratch)
         brine_dtype__convert(data, dtype, scratch, stored, n);
