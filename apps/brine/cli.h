@@ -71,7 +71,7 @@ int cli_diff(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 
-/* Writes the checkpoint open in r as an .npz archive to f (cli_npz.c). */
+/* Writes the checkpoint open in r as an .npz archive to f (cli_npz.c); says what failed on stderr. */
 int cli_write_npz(brine_reader *r, FILE *f, const char *out_name);
 
 #endif

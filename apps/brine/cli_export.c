@@ -94,11 +94,7 @@ int cli_export(int argc, char **argv)
     }
     int status = CLI_OK;
     if (npz) {
-        rc = cli_write_npz(r, f, to_stdout ? "stdout" : out);
-        if (rc == BRINE_EIO)
-            status = cli_error(CLI_TROUBLE, "export", "writing %s failed: %s", to_stdout ? "stdout" : out,
-                               strerror(errno));
-        else if (rc)
+        if ((rc = cli_write_npz(r, f, to_stdout ? "stdout" : out)))
             status = cli_exit_of(rc); /* cli_write_npz said why */
     } else {
         rc = brine_export(r, write_file, f);

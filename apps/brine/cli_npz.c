@@ -1,10 +1,12 @@
 /*
  * brine export --format npz: a zip archive (stored, not compressed; zip64
  * where a size or an offset needs it) of one .npy file per variable, which
- * numpy.load reads.  Each array is read, its CRC-32 computed, then its entry
- * written whole, so the output never needs seeking (a pipe works) and memory
- * holds one array at a time.
+ * numpy.load reads.  Each array is streamed from the checkpoint into its
+ * entry a slab at a time (brine_read_stream), its CRC-32 computed on the way
+ * and written after the data (a data descriptor): the output never needs
+ * seeking (a pipe works) and memory holds one slab, never a whole array.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +47,13 @@ static void le(zip *z, uint64_t v, int nbytes)
     put(z, b, (size_t)nbytes);
 }
 
-/* One stored entry: its header, then the pieces of its data (whose CRC-32 and size the caller knows). */
-static int entry_begin(zip *z, const char *name, uint32_t crc, uint64_t size)
+/*
+ * Starts a stored entry of size bytes (known: the .npy header and the
+ * array's bytes) whose CRC-32 is not known yet: general purpose bit 3, so
+ * the local header holds zeros and a data descriptor after the data gives
+ * the CRC and sizes (as the central directory does).
+ */
+static int entry_begin(zip *z, const char *name, uint64_t size)
 {
     if (z->n == z->cap) {
         size_t cap = z->cap ? 2 * z->cap : 16;
@@ -59,7 +66,7 @@ static int entry_begin(zip *z, const char *name, uint32_t crc, uint64_t size)
     zentry *e = &z->v[z->n];
     if (!(e->name = strdup(name)))
         return BRINE_ENOMEM;
-    e->crc = crc;
+    e->crc = (uint32_t)crc32(0L, Z_NULL, 0);
     e->size = size;
     e->offset = z->pos;
     z->n++;
@@ -67,23 +74,48 @@ static int entry_begin(zip *z, const char *name, uint32_t crc, uint64_t size)
     const size_t nlen = strlen(name);
     le(z, 0x04034b50, 4);
     le(z, big ? 45 : 20, 2);
-    le(z, 0x0800, 2); /* UTF-8 names */
+    le(z, 0x0808, 2); /* data descriptor follows; UTF-8 names */
     le(z, 0, 2);      /* stored */
     le(z, 0, 2);      /* time 00:00:00 */
-    le(z, (1 << 5) | 1, 2); /* date 1980-01-01, as numpy's savez does not care */
-    le(z, crc, 4);
-    le(z, big ? U32_MAX_ : size, 4);
-    le(z, big ? U32_MAX_ : size, 4);
+    le(z, (1 << 5) | 1, 2); /* date 1980-01-01 */
+    le(z, 0, 4);      /* crc, sizes: in the data descriptor */
+    le(z, big ? U32_MAX_ : 0, 4);
+    le(z, big ? U32_MAX_ : 0, 4);
     le(z, nlen, 2);
     le(z, big ? 20 : 0, 2);
     put(z, name, nlen);
     if (big) {
         le(z, 0x0001, 2);
         le(z, 16, 2);
-        le(z, size, 8);
-        le(z, size, 8);
+        le(z, 0, 8);
+        le(z, 0, 8);
     }
     return 0;
+}
+
+/* Data of the entry begun last, CRC'd as it goes (zlib's crc32 takes uInt lengths). */
+static void entry_data(zip *z, const void *data, size_t n)
+{
+    zentry *e = &z->v[z->n - 1];
+    uLong crc = e->crc;
+    for (size_t off = 0; off < n;) {
+        const size_t piece = n - off > ((size_t)1 << 30) ? ((size_t)1 << 30) : n - off;
+        crc = crc32(crc, (const Bytef *)data + off, (uInt)piece);
+        off += piece;
+    }
+    e->crc = (uint32_t)crc;
+    put(z, data, n);
+}
+
+/* The data descriptor: CRC-32 and sizes (8 bytes each for a zip64 entry). */
+static void entry_end(zip *z)
+{
+    const zentry *e = &z->v[z->n - 1];
+    const int big = e->size >= U32_MAX_;
+    le(z, 0x08074b50, 4);
+    le(z, e->crc, 4);
+    le(z, e->size, big ? 8 : 4);
+    le(z, e->size, big ? 8 : 4);
 }
 
 static void central_directory(zip *z)
@@ -97,7 +129,7 @@ static void central_directory(zip *z)
         le(z, 0x02014b50, 4);
         le(z, (3 << 8) | 45, 2); /* made by: Unix, zip 4.5 */
         le(z, big_size || big_off ? 45 : 20, 2);
-        le(z, 0x0800, 2);
+        le(z, 0x0808, 2);
         le(z, 0, 2);
         le(z, 0, 2);
         le(z, (1 << 5) | 1, 2);
@@ -189,9 +221,9 @@ static size_t utf32(const unsigned char *s, size_t len, uint32_t *out)
     return n;
 }
 
-/* One variable's value as (descr, data, bytes); data is malloc'ed. */
-static int value_of(brine_reader *r, const brine_var_info *v, char *descr, size_t dcap, void **data,
-                    size_t *bytes)
+/* A scalar's or a string's value as (descr, data, bytes); data is malloc'ed. */
+static int small_value(brine_reader *r, const brine_var_info *v, char *descr, size_t dcap, void **data,
+                       size_t *bytes)
 {
     *data = NULL;
     *bytes = 0;
@@ -212,15 +244,20 @@ static int value_of(brine_reader *r, const brine_var_info *v, char *descr, size_
         free(u);
         return rc;
     }
-    if (v->kind != BRINE_VAR_ARRAY && v->kind != BRINE_VAR_SCALAR)
-        return BRINE_EINVAL;
     snprintf(descr, dcap, "%s", brine_dtype_str((brine_dtype)v->dtype));
-    const size_t n = v->kind == BRINE_VAR_ARRAY ? v->nbytes : brine_dtype_size((brine_dtype)v->dtype);
-    if (!(*data = malloc(n ? n : 1)))
+    const size_t n = brine_dtype_size((brine_dtype)v->dtype);
+    if (!(*data = malloc(n)))
         return BRINE_ENOMEM;
     *bytes = n;
-    return brine_read(r, v->name, (brine_dtype)v->dtype, *data, v->kind == BRINE_VAR_ARRAY ? v->ndim : 0,
-                      v->shape, v->flags);
+    return brine_read(r, v->name, (brine_dtype)v->dtype, *data, 0, NULL, 0);
+}
+
+/* brine_read_stream's sink: the array's bytes into the current entry. */
+static int array_piece(void *ctx, const void *data, size_t n)
+{
+    zip *z = ctx;
+    entry_data(z, data, n);
+    return z->failed ? BRINE_EIO : 0;
 }
 
 int cli_write_npz(brine_reader *r, FILE *f, const char *out_name)
@@ -233,43 +270,52 @@ int cli_write_npz(brine_reader *r, FILE *f, const char *out_name)
         char descr[32], head[1024], name[4096];
         void *data = NULL;
         size_t bytes = 0;
-        if ((rc = value_of(r, &v, descr, sizeof descr, &data, &bytes))) {
-            if (rc == BRINE_EINVAL)
-                cli_error(CLI_TROUBLE, "export", "%s: variable '%s' is a value brine cannot read, so it "
-                          "cannot be exported", brine_reader_path(r), v.name);
-            else
-                cli_error(cli_exit_of(rc), "export", "%s",
-                          rc == BRINE_ENOMEM ? "out of memory" : brine_reader_errmsg(r));
+        const int arr = v.kind == BRINE_VAR_ARRAY;
+        if (v.kind == BRINE_VAR_OTHER) {
+            cli_error(CLI_TROUBLE, "export", "%s: variable '%s' is a value brine cannot read, so it "
+                      "cannot be exported", brine_reader_path(r), v.name);
+            rc = BRINE_EINVAL;
+            break;
+        }
+        if (arr) {
+            snprintf(descr, sizeof descr, "%s", brine_dtype_str((brine_dtype)v.dtype));
+            bytes = v.nbytes;
+        } else if ((rc = small_value(r, &v, descr, sizeof descr, &data, &bytes))) {
+            cli_error(cli_exit_of(rc), "export", "%s", rc == BRINE_ENOMEM ? "out of memory" : brine_reader_errmsg(r));
             free(data);
             break;
         }
-        const int arr = v.kind == BRINE_VAR_ARRAY;
         const size_t hlen = npy_header(head, sizeof head, descr, arr && (v.flags & BRINE_FORTRAN_ORDER),
                                        arr ? v.ndim : 0, v.shape);
         snprintf(name, sizeof name, "%s.npy", v.name);
-        uLong crc = crc32(0L, Z_NULL, 0);
-        crc = crc32(crc, (const Bytef *)head, (uInt)hlen);
-        /* zlib's crc32 takes uInt lengths: feed large arrays in pieces. */
-        for (size_t off = 0; off < bytes;) {
-            const size_t piece = bytes - off > ((size_t)1 << 30) ? ((size_t)1 << 30) : bytes - off;
-            crc = crc32(crc, (const Bytef *)data + off, (uInt)piece);
-            off += piece;
-        }
-        if (!hlen || (rc = entry_begin(&z, name, (uint32_t)crc, hlen + bytes))) {
+        if (!hlen || (rc = entry_begin(&z, name, hlen + bytes))) {
             rc = rc ? rc : BRINE_EINVAL;
             cli_error(CLI_TROUBLE, "export", "%s: cannot write the .npy of '%s'", out_name, v.name);
+            free(data);
+            break;
+        }
+        entry_data(&z, head, hlen);
+        if (arr) {
+            /* Streamed from the file a slab at a time: memory holds a slab, not the array. */
+            if ((rc = brine_read_stream(r, v.name, array_piece, &z)) && !z.failed)
+                cli_error(cli_exit_of(rc), "export", "%s", brine_reader_errmsg(r));
         } else {
-            put(&z, head, hlen);
-            put(&z, data, bytes);
+            entry_data(&z, data, bytes);
         }
         free(data);
+        if (!rc)
+            entry_end(&z);
         if (!rc && z.failed)
             rc = BRINE_EIO;
     }
     if (!rc) {
         central_directory(&z);
-        if (z.failed || fflush(f) != 0)
-            rc = BRINE_EIO;
+        if (fflush(f) != 0)
+            z.failed = 1;
+    }
+    if (z.failed) {
+        rc = BRINE_EIO;
+        cli_error(CLI_TROUBLE, "export", "writing %s failed: %s", out_name, strerror(errno));
     }
     for (size_t i = 0; i < z.n; i++)
         free(z.v[i].name);

@@ -1,6 +1,6 @@
 /*
  * Standalone pickles with every array in-band: brine_export (a checkpoint,
- * streamed to a sink one array at a time) and brine_dumps (the registered
+ * streamed to a sink a slab at a time) and brine_dumps (the registered
  * state, in memory).  Both write brine's own array form,
  * numpy.ndarray(shape, dtype, BYTEARRAY8 data, 0, None, order), which stock
  * pickle and numpy 1.x and 2.x read and which the strict decoder accepts
@@ -38,6 +38,12 @@ static int put(sink *s, const void *data, size_t n)
                        brine_reader_path(s->r), n, brine_errstr(code));
 }
 
+/* put() as a brine_write_fn, for brine_read_stream. */
+static int put_data(void *ctx, const void *data, size_t n)
+{
+    return put(ctx, data, n);
+}
+
 /* Hands what the encoder holds to the sink and empties it. */
 static int flush(brine_pickle_enc *e, sink *s)
 {
@@ -63,15 +69,9 @@ static int export_leaf(brine_pickle_enc *e, sink *s, const brine_var_info *v)
         brine_pickle__enc_bytearray8_header(e, v->nbytes);
         if ((rc = flush(e, s)))
             return rc;
-        void *data = v->nbytes ? brine__alloc(NULL, v->nbytes) : NULL;
-        if (v->nbytes && !data)
-            return brine__fail(brine_reader__err(r), BRINE_ENOMEM,
-                               "%s: out of memory for variable '%s' (%zu bytes)", brine_reader_path(r),
-                               v->name, v->nbytes);
-        rc = brine_read(r, v->name, (brine_dtype)v->dtype, data, v->ndim, v->shape, v->flags);
-        if (!rc)
-            rc = put(s, data, v->nbytes);
-        brine__free(NULL, data);
+        /* The array's bytes go from the file to the sink a slab at a time. */
+        if ((rc = brine_read_stream(r, v->name, put_data, s)))
+            return rc;
         brine_pickle__enc_ndarray_end(e, v->flags & BRINE_FORTRAN_ORDER ? 'F' : 'C');
         return rc;
     }

@@ -532,3 +532,54 @@ brine_error *brine_reader__err(brine_reader *r)
 {
     return &r->err;
 }
+
+/* Slab size of brine_read_stream: large enough for long HDF5 reads, small next to any RAM. */
+#define STREAM_SLAB_BYTES ((size_t)16 << 20)
+
+/* The caller's sink, noting whether it is what failed (its error is its own). */
+typedef struct stream_sink {
+    brine_write_fn write;
+    void *ctx;
+    int failed;
+} stream_sink;
+
+static int stream_put(void *p, const void *data, size_t n)
+{
+    stream_sink *s = p;
+    const int rc = s->write(s->ctx, data, n);
+    s->failed = rc != 0;
+    return rc;
+}
+
+int brine_read_stream(brine_reader *r, const char *name, brine_write_fn write, void *ctx)
+{
+    if (!r)
+        return BRINE_EINVAL;
+    brine__error_clear(&r->err);
+    entry *e;
+    int rc = lookup(r, name, "brine_read_stream", &e);
+    if (rc)
+        return rc;
+    if (!write)
+        return brine__fail(&r->err, BRINE_EINVAL, "brine_read_stream '%s': write is NULL", name);
+    if (e->info.kind != BRINE_VAR_ARRAY)
+        return brine__fail(&r->err, BRINE_EMISMATCH, "%s: variable '%s' is not an array", r->path, name);
+    const brine_pvalue *v = e->value;
+    if (v->v.array.buffer < 0)
+        return e->info.nbytes ? write(ctx, v->v.array.inband, e->info.nbytes) : 0;
+    uint64_t dims[BRINE_MAX_NDIM];
+    dims_of(v, dims);
+    char *ds = brine_ckpt__dataset_path(r->alloc, e->info.name);
+    if (!ds)
+        return brine__fail(&r->err, BRINE_ENOMEM, "out of memory");
+    stream_sink sink = {write, ctx, 0};
+    brine_h5_quiet quiet;
+    brine_h5__quiet_begin(&quiet);
+    rc = brine_h5__read_stream(r->c.r, ds, e->info.name, v->v.array.dtype, v->v.array.order,
+                               v->v.array.ndim, dims, STREAM_SLAB_BYTES, stream_put, &sink, &r->err);
+    brine_h5__quiet_end(&quiet);
+    brine__free(r->alloc, ds);
+    if (rc && !sink.failed)
+        rc = brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
+    return rc;
+}

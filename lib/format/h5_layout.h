@@ -167,6 +167,20 @@ int brine_h5__read_array(brine_h5_reader *r, const char *path, const char *name,
                          char order, int ndim, const uint64_t *dims, void *mem, brine_error *err);
 
 /**
+ * Decodes dataset path (as brine_h5__read_array, same arguments) a slab at a
+ * time and hands each slab's bytes to write, in order: slabs are whole rows
+ * of chunks along the first dimension, as many as fit in slab_bytes (at
+ * least one chunk row).  Every chunk's checksum is checked as it is
+ * decoded.  Memory: one slab and the pipeline's buffers.
+ * @return 0, BRINE_ECORRUPT, BRINE_ENOMEM, BRINE_EHDF5, or write's non-zero
+ *         return (whose message is write's to set).
+ */
+int brine_h5__read_stream(brine_h5_reader *r, const char *path, const char *name, int dtype,
+                          char order, int ndim, const uint64_t *dims, size_t slab_bytes,
+                          int (*write)(void *ctx, const void *data, size_t n), void *ctx,
+                          brine_error *err);
+
+/**
  * Lists the root attributes readable as brine_attr, sorted by name (strcmp):
  * scalars of an integer type of at most 8 bytes (as int64; an unsigned value
  * above INT64_MAX is skipped), of a float type (as double), or of a

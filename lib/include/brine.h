@@ -829,14 +829,29 @@ BRINE_API int brine_reader_verify(brine_reader *r, const char *name);
 typedef int (*brine_write_fn)(void *ctx, const void *data, size_t n);
 
 /**
+ * Streams array variable name's bytes to write: its data exactly as
+ * brine_read() with its own dtype and order would store it (row-major for C
+ * order, column-major for F), in pieces of at most about 16 MiB (or one row
+ * of the stored dataset's first dimension, when that is larger): for
+ * arrays larger than memory.  Every chunk's checksum is checked as it is
+ * decoded; a damaged chunk stops the stream with BRINE_ECORRUPT after the
+ * pieces before it were written.
+ * @return 0; BRINE_ENOTFOUND; BRINE_EMISMATCH (not an array); BRINE_EINVAL;
+ *         BRINE_ECORRUPT; BRINE_ENOMEM; BRINE_EIO; BRINE_EHDF5; or write's
+ *         non-zero return as it is.
+ */
+BRINE_API int brine_read_stream(brine_reader *r, const char *name, brine_write_fn write, void *ctx);
+
+/**
  * Writes the whole checkpoint r as one standalone pickle of protocol 5
  * (docs/cli.md): the state dict with every array in-band, as
  * numpy.ndarray(shape, dtype, bytearray, 0, None, order), so that
  * pickle.load() in any Python with numpy 1.x or 2.x reads it, without h5py
  * or brine.  Scalars become Python bool, int, float or complex; strings str.
- * Arrays are read one at a time (each verified first) and written as they
- * are read: memory holds one array, never the whole state.  Nothing is
- * written to r's file.
+ * Arrays are streamed (brine_read_stream): memory holds one slab of about
+ * 16 MiB, never a whole array.  Every chunk is verified as it is read; on an
+ * error the sink has received part of the pickle (write to a temporary file
+ * and rename it when this returns 0).  Nothing is written to r's file.
  * @return 0; BRINE_EINVAL (NULL arguments; a variable brine cannot export, a
  *         value of kind BRINE_VAR_OTHER: the message names it); the errors
  *         of brine_read(); the sink's error.  The message is brine_reader_errmsg(r)'s.
