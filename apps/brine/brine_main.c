@@ -162,8 +162,13 @@ static const char ls_help[] =
     "\n"
     "Exit status: 0 all checkpoints ok, 1 some are corrupt, 2 usage or I/O error.\n";
 
-/* Parses the shared options; returns the index of the first operand, or -1 (usage), -2 (--help). */
-static int parse_common(int argc, char **argv, common_opts *o, const char *help, int allow_verify)
+/*
+ * Parses the shared options and checks there are min_operands or more
+ * operands (exactly min_operands unless many); returns the index of the first
+ * operand, or -1 (usage, printed), -2 (--help, printed).
+ */
+static int parse_common(int argc, char **argv, common_opts *o, const char *help, int allow_verify,
+                        int min_operands, int many)
 {
     static const struct option longopts[] = {{"json", no_argument, NULL, OPT_JSON},
                                               {"prefix", required_argument, NULL, OPT_PREFIX},
@@ -186,6 +191,8 @@ static int parse_common(int argc, char **argv, common_opts *o, const char *help,
         default: goto usage;
         }
     }
+    if (argc - optind < min_operands || (!many && argc - optind > min_operands))
+        goto usage;
     return optind;
 usage:
     fputs(help, stderr);
@@ -201,13 +208,9 @@ static int open_reader(brine_reader **r, const char *path, unsigned flags)
 int cli_ls(int argc, char **argv)
 {
     common_opts o;
-    int first = parse_common(argc, argv, &o, ls_help, 1);
+    int first = parse_common(argc, argv, &o, ls_help, 1, 1, 0);
     if (first < 0)
         return first == -2 ? CLI_OK : CLI_TROUBLE;
-    if (argc - first != 1) {
-        fputs(ls_help, stderr);
-        return CLI_TROUBLE;
-    }
     const char *dir = argv[first];
     brine_listing *l = NULL;
     int rc = brine_list(&l, dir, o.prefix, NULL);
@@ -218,8 +221,7 @@ int cli_ls(int argc, char **argv)
     if (o.json) {
         cli_json_init(&j, stdout);
         cli_json_object_begin(&j);
-        cli_json_key(&j, "dir");
-        cli_json_string(&j, dir);
+        cli_json_kstr(&j, "dir", dir);
         cli_json_key(&j, "checkpoints");
         cli_json_array_begin(&j);
     } else if (brine_listing_count(l)) {
@@ -251,33 +253,22 @@ int cli_ls(int argc, char **argv)
         cli_human_size(size, sizeof size, e.size);
         if (o.json) {
             cli_json_object_begin(&j);
-            cli_json_key(&j, "file");
-            cli_json_string(&j, e.name);
-            cli_json_key(&j, "path");
-            cli_json_string(&j, e.path);
-            cli_json_key(&j, "prefix");
-            cli_json_string(&j, e.prefix);
-            cli_json_key(&j, "step");
-            cli_json_int(&j, e.step);
-            cli_json_key(&j, "kind");
-            cli_json_string(&j, e.kind == BRINE_ENTRY_CHECKPOINT ? "checkpoint" : "temporary");
-            cli_json_key(&j, "created");
-            cli_json_string(&j, created);
-            cli_json_key(&j, "size");
-            cli_json_uint(&j, e.size);
-            cli_json_key(&j, "array_bytes");
-            cli_json_uint(&j, sz.data);
-            cli_json_key(&j, "stored_bytes");
-            cli_json_uint(&j, sz.stored);
+            cli_json_kstr(&j, "file", e.name);
+            cli_json_kstr(&j, "path", e.path);
+            cli_json_kstr(&j, "prefix", e.prefix);
+            cli_json_kint(&j, "step", e.step);
+            cli_json_kstr(&j, "kind", e.kind == BRINE_ENTRY_CHECKPOINT ? "checkpoint" : "temporary");
+            cli_json_kstr(&j, "created", created);
+            cli_json_kuint(&j, "size", e.size);
+            cli_json_kuint(&j, "array_bytes", sz.data);
+            cli_json_kuint(&j, "stored_bytes", sz.stored);
             cli_json_key(&j, "ratio");
             if (sz.stored)
                 cli_json_double(&j, ratio_of(&sz));
             else
                 cli_json_null(&j);
-            cli_json_key(&j, "status");
-            cli_json_string(&j, st);
-            cli_json_key(&j, "verified");
-            cli_json_bool(&j, o.verify && strcmp(st, "ok") == 0);
+            cli_json_kstr(&j, "status", st);
+            cli_json_kbool(&j, "verified", o.verify && strcmp(st, "ok") == 0);
             cli_json_key(&j, "error");
             if (why[0])
                 cli_json_string(&j, why);
@@ -296,8 +287,7 @@ int cli_ls(int argc, char **argv)
     }
     if (o.json) {
         cli_json_array_end(&j);
-        cli_json_key(&j, "ok");
-        cli_json_bool(&j, status == CLI_OK);
+        cli_json_kbool(&j, "ok", status == CLI_OK);
         cli_json_object_end(&j);
         cli_json_finish(&j);
     } else if (brine_listing_count(l) == 0) {
@@ -371,13 +361,9 @@ static const char *dtype_name(int dtype)
 int cli_info(int argc, char **argv)
 {
     common_opts o;
-    int first = parse_common(argc, argv, &o, info_help, 0);
+    int first = parse_common(argc, argv, &o, info_help, 0, 1, 0);
     if (first < 0)
         return first == -2 ? CLI_OK : CLI_TROUBLE;
-    if (argc - first != 1) {
-        fputs(info_help, stderr);
-        return CLI_TROUBLE;
-    }
     const char *path = argv[first];
     brine_reader *r = NULL;
     int rc = open_reader(&r, path, 0);
@@ -412,12 +398,9 @@ int cli_info(int argc, char **argv)
         cli_json j;
         cli_json_init(&j, stdout);
         cli_json_object_begin(&j);
-        cli_json_key(&j, "file");
-        cli_json_string(&j, path);
-        cli_json_key(&j, "format");
-        cli_json_int(&j, format);
-        cli_json_key(&j, "step");
-        cli_json_int(&j, brine_reader_step(r));
+        cli_json_kstr(&j, "file", path);
+        cli_json_kint(&j, "format", format);
+        cli_json_kint(&j, "step", brine_reader_step(r));
         cli_json_key(&j, "attributes");
         cli_json_object_begin(&j);
         for (size_t i = 0; i < brine_reader_attr_count(r); i++) {
@@ -432,20 +415,16 @@ int cli_info(int argc, char **argv)
                 cli_json_string(&j, a.s);
         }
         cli_json_object_end(&j);
-        cli_json_key(&j, "array_bytes");
-        cli_json_uint(&j, total.data);
-        cli_json_key(&j, "stored_bytes");
-        cli_json_uint(&j, total.stored);
+        cli_json_kuint(&j, "array_bytes", total.data);
+        cli_json_kuint(&j, "stored_bytes", total.stored);
         cli_json_key(&j, "variables");
         cli_json_array_begin(&j);
         for (size_t i = 0; i < n; i++) {
             brine_var_info v;
             brine_reader_var(r, i, &v);
             cli_json_object_begin(&j);
-            cli_json_key(&j, "name");
-            cli_json_string(&j, v.name);
-            cli_json_key(&j, "kind");
-            cli_json_string(&j, kind_name(v.kind));
+            cli_json_kstr(&j, "name", v.name);
+            cli_json_kstr(&j, "kind", kind_name(v.kind));
             cli_json_key(&j, "dtype");
             if (v.dtype >= 0)
                 cli_json_string(&j, dtype_name(v.dtype));
@@ -456,14 +435,10 @@ int cli_info(int argc, char **argv)
             for (int d = 0; d < v.ndim; d++)
                 cli_json_uint(&j, v.shape[d]);
             cli_json_array_end(&j);
-            cli_json_key(&j, "order");
-            cli_json_string(&j, v.flags & BRINE_FORTRAN_ORDER ? "F" : "C");
-            cli_json_key(&j, "bytes");
-            cli_json_uint(&j, v.nbytes);
-            cli_json_key(&j, "in_stream");
-            cli_json_bool(&j, st[i].in_stream);
-            cli_json_key(&j, "stored_bytes");
-            cli_json_uint(&j, st[i].stored_bytes);
+            cli_json_kstr(&j, "order", v.flags & BRINE_FORTRAN_ORDER ? "F" : "C");
+            cli_json_kuint(&j, "bytes", v.nbytes);
+            cli_json_kbool(&j, "in_stream", st[i].in_stream);
+            cli_json_kuint(&j, "stored_bytes", st[i].stored_bytes);
             cli_json_key(&j, "ratio");
             if (st[i].stored_bytes)
                 cli_json_double(&j, (double)v.nbytes / (double)st[i].stored_bytes);
@@ -619,13 +594,9 @@ static void verify_file(const char *path, verify_result *out)
 int cli_verify(int argc, char **argv)
 {
     common_opts o;
-    int first = parse_common(argc, argv, &o, verify_help, 0);
+    int first = parse_common(argc, argv, &o, verify_help, 0, 1, 1);
     if (first < 0)
         return first == -2 ? CLI_OK : CLI_TROUBLE;
-    if (argc - first < 1) {
-        fputs(verify_help, stderr);
-        return CLI_TROUBLE;
-    }
     int status = CLI_OK;
     verify_result *res = malloc(sizeof *res);
     if (!res)
@@ -658,10 +629,8 @@ int cli_verify(int argc, char **argv)
             if (is_dir && e.kind == BRINE_ENTRY_TEMPORARY) {
                 if (o.json) {
                     cli_json_object_begin(&j);
-                    cli_json_key(&j, "path");
-                    cli_json_string(&j, path);
-                    cli_json_key(&j, "status");
-                    cli_json_string(&j, "incomplete");
+                    cli_json_kstr(&j, "path", path);
+                    cli_json_kstr(&j, "status", "incomplete");
                     cli_json_object_end(&j);
                 } else {
                     printf("%s: incomplete (temporary file), not verified\n", path);
@@ -673,14 +642,10 @@ int cli_verify(int argc, char **argv)
                 status = res->exit;
             if (o.json) {
                 cli_json_object_begin(&j);
-                cli_json_key(&j, "path");
-                cli_json_string(&j, path);
-                cli_json_key(&j, "status");
-                cli_json_string(&j, res->ok ? "ok" : res->exit == CLI_FAIL ? "corrupt" : "unreadable");
-                cli_json_key(&j, "variables");
-                cli_json_uint(&j, res->variables);
-                cli_json_key(&j, "array_bytes");
-                cli_json_uint(&j, res->bytes);
+                cli_json_kstr(&j, "path", path);
+                cli_json_kstr(&j, "status", res->ok ? "ok" : res->exit == CLI_FAIL ? "corrupt" : "unreadable");
+                cli_json_kuint(&j, "variables", res->variables);
+                cli_json_kuint(&j, "array_bytes", res->bytes);
                 cli_json_key(&j, "errors");
                 cli_json_array_begin(&j);
                 for (size_t k = 0; k < res->nerrors && k < 16; k++)
@@ -703,8 +668,7 @@ int cli_verify(int argc, char **argv)
     }
     if (o.json) {
         cli_json_array_end(&j);
-        cli_json_key(&j, "ok");
-        cli_json_bool(&j, status == CLI_OK);
+        cli_json_kbool(&j, "ok", status == CLI_OK);
         cli_json_object_end(&j);
         cli_json_finish(&j);
     }

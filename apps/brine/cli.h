@@ -60,6 +60,12 @@ void cli_json_uint(cli_json *j, uint64_t v);
 void cli_json_double(cli_json *j, double v); /* null when not finite */
 void cli_json_bool(cli_json *j, int v);
 void cli_json_null(cli_json *j);
+/* A key and its value in one call. */
+void cli_json_kstr(cli_json *j, const char *key, const char *s);
+void cli_json_kint(cli_json *j, const char *key, int64_t v);
+void cli_json_kuint(cli_json *j, const char *key, uint64_t v);
+void cli_json_kdouble(cli_json *j, const char *key, double v);
+void cli_json_kbool(cli_json *j, const char *key, int v);
 /* Ends the document with a newline. */
 void cli_json_finish(cli_json *j);
 

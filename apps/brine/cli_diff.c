@@ -207,21 +207,14 @@ static void print_delta(const delta *d, cli_json *j, int json)
         return;
     }
     cli_json_object_begin(j);
-    cli_json_key(j, "name");
-    cli_json_string(j, d->name);
-    cli_json_key(j, "difference");
-    cli_json_string(j, d->what);
-    cli_json_key(j, "detail");
-    cli_json_string(j, d->detail);
+    cli_json_kstr(j, "name", d->name);
+    cli_json_kstr(j, "difference", d->what);
+    cli_json_kstr(j, "detail", d->detail);
     if (strcmp(d->what, "values") == 0) {
-        cli_json_key(j, "count");
-        cli_json_uint(j, d->count);
-        cli_json_key(j, "elements");
-        cli_json_uint(j, d->total);
-        cli_json_key(j, "max_abs");
-        cli_json_double(j, d->max_abs);
-        cli_json_key(j, "max_rel");
-        cli_json_double(j, d->max_rel);
+        cli_json_kuint(j, "count", d->count);
+        cli_json_kuint(j, "elements", d->total);
+        cli_json_kdouble(j, "max_abs", d->max_abs);
+        cli_json_kdouble(j, "max_rel", d->max_rel);
     }
     cli_json_object_end(j);
 }
@@ -260,10 +253,8 @@ int cli_diff(int argc, char **argv)
     if (json) {
         cli_json_init(&j, stdout);
         cli_json_object_begin(&j);
-        cli_json_key(&j, "a");
-        cli_json_string(&j, pa);
-        cli_json_key(&j, "b");
-        cli_json_string(&j, pb);
+        cli_json_kstr(&j, "a", pa);
+        cli_json_kstr(&j, "b", pb);
         cli_json_key(&j, "differences");
         cli_json_array_begin(&j);
     }
@@ -294,8 +285,7 @@ int cli_diff(int argc, char **argv)
     }
     if (json) {
         cli_json_array_end(&j);
-        cli_json_key(&j, "same");
-        cli_json_bool(&j, status == CLI_OK);
+        cli_json_kbool(&j, "same", status == CLI_OK);
         cli_json_object_end(&j);
         cli_json_finish(&j);
     } else if (status == CLI_OK) {

@@ -116,6 +116,36 @@ void cli_json_null(cli_json *j)
     fputs("null", j->f);
 }
 
+void cli_json_kstr(cli_json *j, const char *key, const char *s)
+{
+    cli_json_key(j, key);
+    cli_json_string(j, s);
+}
+
+void cli_json_kint(cli_json *j, const char *key, int64_t v)
+{
+    cli_json_key(j, key);
+    cli_json_int(j, v);
+}
+
+void cli_json_kuint(cli_json *j, const char *key, uint64_t v)
+{
+    cli_json_key(j, key);
+    cli_json_uint(j, v);
+}
+
+void cli_json_kdouble(cli_json *j, const char *key, double v)
+{
+    cli_json_key(j, key);
+    cli_json_double(j, v);
+}
+
+void cli_json_kbool(cli_json *j, const char *key, int v)
+{
+    cli_json_key(j, key);
+    cli_json_bool(j, v);
+}
+
 void cli_json_finish(cli_json *j)
 {
     fputc('\n', j->f);

@@ -26,6 +26,9 @@ import pytest
 
 import brine
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "python"))
+import _writer  # noqa: E402  tests/python's helpers of the format
+
 CLI = os.environ.get("BRINE_CLI")
 PYTHON = "/usr/bin/python3"
 
@@ -79,15 +82,8 @@ def ckpt(d: pathlib.Path, step: int, prefix="ckpt") -> pathlib.Path:
 
 
 def flip_chunk_byte(path: pathlib.Path, dataset: str = "state/field/T", chunk: int = 0) -> None:
-    """Flips one byte in the middle of a chunk's stored bytes (its fletcher32 no longer holds)."""
-    with h5py.File(path, "r") as f:
-        info = f[dataset].id.get_chunk_info(chunk)
-    offset = info.byte_offset + info.size // 2
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0xFF]))
+    """Damages one stored chunk of dataset (its fletcher32 no longer holds)."""
+    _writer.corrupt_chunk(path, dataset, chunk)
 
 
 def truncate(path: pathlib.Path) -> None:
