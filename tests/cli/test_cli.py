@@ -299,6 +299,29 @@ def test_verify_good_corrupt_truncated_hostile(rundir, tmp_path):
     assert rc == 2 and doc["files"][0]["status"] == "unreadable"
 
 
+def test_verify_progress_bar_only_on_a_terminal(rundir):
+    import pty
+    path = ckpt(rundir, 1)
+    master, slave = pty.openpty()
+    r = subprocess.run([CLI, "verify", str(path)], stdout=subprocess.PIPE, stderr=slave, timeout=60)
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            piece = os.read(master, 4096)
+        except OSError:  # EIO once the terminal's other side is closed and drained
+            break
+        if not piece:
+            break
+        drawn += piece
+    os.close(master)
+    assert r.returncode == 0 and b": ok" in r.stdout
+    assert b"100.0%" in drawn and b"[###" in drawn and path.name.encode() in drawn
+    # In a pipe: nothing on stderr at all.
+    r = subprocess.run([CLI, "verify", str(path)], capture_output=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == b""
+
+
 def test_verify_never_modifies(rundir):
     before = {p.name: p.read_bytes() for p in rundir.iterdir()}
     for args in (("ls", "--verify", rundir), ("info", ckpt(rundir, 1)), ("verify", rundir),
