@@ -280,8 +280,8 @@ typedef struct brine brine;
 BRINE_API int brine_open(brine **out, const char *dir, const brine_options *opts);
 
 /**
- * The message of the last failed brine_open(), brine_reader_open() or
- * brine_close() in the calling thread.  Valid until the thread's next call of
+ * The message of the last failed brine_open(), brine_reader_open(),
+ * brine_close(), brine_list() or brine_prune() in the calling thread.  Valid until the thread's next call of
  * one of them.
  */
 BRINE_API const char *brine_open_errmsg(void);
