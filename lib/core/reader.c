@@ -167,11 +167,9 @@ static int verify(brine_reader *r, entry *e)
     rc = brine_h5__verify_array(r->c.r, ds, e->info.name, v->v.array.dtype, v->v.array.order,
                                 v->v.array.ndim, dims, &r->err);
     brine__free(r->alloc, ds);
-    if (rc) {
-        rc = brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
-        brine__error_prefix(&r->err, "%s: ", r->path);
-        return rc;
-    }
+    /* The messages name the file already (or the failing system call and its path). */
+    if (rc)
+        return brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
     e->verified = 1;
     return 0;
 }
@@ -357,10 +355,8 @@ static int read_array(brine_reader *r, entry *e, brine_dtype dtype, void *data)
     if (!ds)
         rc = brine__fail(&r->err, BRINE_ENOMEM, "out of memory");
     else if ((rc = brine_h5__read_array(r->c.r, ds, e->info.name, stored, v->v.array.order,
-                                        v->v.array.ndim, dims, dst, &r->err))) {
+                                        v->v.array.ndim, dims, dst, &r->err)))
         rc = brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
-        brine__error_prefix(&r->err, "%s: ", r->path);
-    }
     brine_h5__quiet_end(&quiet);
     if (!rc && scratch)
         brine_dtype__convert(data, dtype, scratch, stored, n);
@@ -473,4 +469,117 @@ int brine_find_attr(brine_reader *r, const char *name, brine_attr *out)
     }
     return brine__fail(&r->err, BRINE_ENOTFOUND, "%s: no attribute '%s' (or not of a type brine reads)",
                        r->path, name);
+}
+
+/* ---------------------------------------------------------------- inspection (the brine command) */
+
+int brine_reader_verify(brine_reader *r, const char *name)
+{
+    if (!r)
+        return BRINE_EINVAL;
+    brine__error_clear(&r->err);
+    entry *e;
+    int rc = lookup(r, name, "brine_reader_verify", &e);
+    if (rc || e->info.kind != BRINE_VAR_ARRAY)
+        return rc;
+    brine_h5_quiet quiet;
+    brine_h5__quiet_begin(&quiet);
+    rc = verify(r, e);
+    brine_h5__quiet_end(&quiet);
+    return rc;
+}
+
+int brine_reader_var_storage(brine_reader *r, const char *name, brine_var_storage *out)
+{
+    if (!r)
+        return BRINE_EINVAL;
+    brine__error_clear(&r->err);
+    entry *e;
+    if (!out)
+        return brine__fail(&r->err, BRINE_EINVAL, "brine_reader_var_storage: out is NULL");
+    int rc = lookup(r, name, "brine_reader_var_storage", &e);
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof *out);
+    out->deflate_level = -1;
+    if (e->info.kind != BRINE_VAR_ARRAY || e->value->v.array.buffer < 0) {
+        out->in_stream = 1;
+        return 0;
+    }
+    char *ds = brine_ckpt__dataset_path(r->alloc, e->info.name);
+    if (!ds)
+        return brine__fail(&r->err, BRINE_ENOMEM, "out of memory");
+    brine_h5_storage st;
+    brine_h5_quiet quiet;
+    brine_h5__quiet_begin(&quiet);
+    rc = brine_h5__storage(r->c.r, ds, e->info.name, &st, &r->err);
+    brine_h5__quiet_end(&quiet);
+    brine__free(r->alloc, ds);
+    if (rc)
+        return brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
+    out->stored_bytes = st.stored_bytes;
+    out->filters = (st.filters & BRINE_FILTER_SHUFFLE ? BRINE_STORAGE_SHUFFLE : 0) |
+                   (st.filters & BRINE_FILTER_DEFLATE ? BRINE_STORAGE_DEFLATE : 0) |
+                   (st.filters & BRINE_FILTER_FLETCHER32 ? BRINE_STORAGE_FLETCHER32 : 0);
+    out->deflate_level = st.deflate_level;
+    out->chunk_ndim = st.chunk_ndim;
+    for (int d = 0; d < st.chunk_ndim; d++)
+        out->chunk[d] = (size_t)st.chunk[d];
+    return 0;
+}
+
+brine_error *brine_reader__err(brine_reader *r)
+{
+    return &r->err;
+}
+
+/* Slab size of brine_read_stream: large enough for long HDF5 reads, small next to any RAM. */
+#define STREAM_SLAB_BYTES ((size_t)16 << 20)
+
+/* The caller's sink, noting whether it is what failed (its error is its own). */
+typedef struct stream_sink {
+    brine_write_fn write;
+    void *ctx;
+    int failed;
+} stream_sink;
+
+static int stream_put(void *p, const void *data, size_t n)
+{
+    stream_sink *s = p;
+    const int rc = s->write(s->ctx, data, n);
+    s->failed = rc != 0;
+    return rc;
+}
+
+int brine_read_stream(brine_reader *r, const char *name, brine_write_fn write, void *ctx)
+{
+    if (!r)
+        return BRINE_EINVAL;
+    brine__error_clear(&r->err);
+    entry *e;
+    int rc = lookup(r, name, "brine_read_stream", &e);
+    if (rc)
+        return rc;
+    if (!write)
+        return brine__fail(&r->err, BRINE_EINVAL, "brine_read_stream '%s': write is NULL", name);
+    if (e->info.kind != BRINE_VAR_ARRAY)
+        return brine__fail(&r->err, BRINE_EMISMATCH, "%s: variable '%s' is not an array", r->path, name);
+    const brine_pvalue *v = e->value;
+    if (v->v.array.buffer < 0)
+        return e->info.nbytes ? write(ctx, v->v.array.inband, e->info.nbytes) : 0;
+    uint64_t dims[BRINE_MAX_NDIM];
+    dims_of(v, dims);
+    char *ds = brine_ckpt__dataset_path(r->alloc, e->info.name);
+    if (!ds)
+        return brine__fail(&r->err, BRINE_ENOMEM, "out of memory");
+    stream_sink sink = {write, ctx, 0};
+    brine_h5_quiet quiet;
+    brine_h5__quiet_begin(&quiet);
+    rc = brine_h5__read_stream(r->c.r, ds, e->info.name, v->v.array.dtype, v->v.array.order,
+                               v->v.array.ndim, dims, STREAM_SLAB_BYTES, stream_put, &sink, &r->err);
+    brine_h5__quiet_end(&quiet);
+    brine__free(r->alloc, ds);
+    if (rc && !sink.failed)
+        rc = brine_ckpt__io_failure(&r->c, rc, r->path, &r->err);
+    return rc;
 }

@@ -14,4 +14,7 @@ int brine_reader__open(brine_reader **out, const char *file, int64_t name_step,
                        const brine_io_methods *io, const brine_allocator *a, int threads,
                        unsigned flags, brine_error *err);
 
+/** r's error record, for the modules that build on the public reader calls (export.c). */
+brine_error *brine_reader__err(brine_reader *r);
+
 #endif

@@ -25,10 +25,9 @@ static size_t component_len(const char *name, size_t from)
     return slash ? (size_t)(slash - (name + from)) : strlen(name + from);
 }
 
-static void encode_scalar(brine_pickle_enc *e, const brine_var *v)
+void brine_save__encode_scalar(brine_pickle_enc *e, brine_dtype dtype, const void *p)
 {
-    const void *p = v->data;
-    switch (v->dtype) {
+    switch (dtype) {
     case BRINE_BOOL: brine_pickle__enc_bool(e, *(const unsigned char *)p != 0); break;
     case BRINE_I8: brine_pickle__enc_int(e, *(const int8_t *)p); break;
     case BRINE_I16: brine_pickle__enc_int(e, *(const int16_t *)p); break;
@@ -53,14 +52,8 @@ static void encode_scalar(brine_pickle_enc *e, const brine_var *v)
     }
 }
 
-/*
- * Emits the dict of the group whose names start with prefix (prefix_len
- * bytes, ending with '/' unless empty): each member once, in order of first
- * registration.  Arrays are appended to order[*narrays] in the order their
- * NEXT_BUFFER opcodes are emitted.
- */
-static void encode_group(const brine_var *vars, size_t nvars, brine_pickle_enc *e,
-                         const char *prefix, size_t prefix_len, size_t *order, size_t *narrays)
+void brine_save__encode_group(const brine_var *vars, size_t nvars, brine_pickle_enc *e,
+                              const char *prefix, size_t prefix_len, size_t *order, size_t *narrays)
 {
     brine_pickle__enc_dict_begin(e);
     for (size_t i = 0; i < nvars; i++) {
@@ -80,11 +73,17 @@ static void encode_group(const brine_var *vars, size_t nvars, brine_pickle_enc *
             continue;
         brine_pickle__enc_key(e, v->name + prefix_len, n);
         if (!leaf) {
-            encode_group(vars, nvars, e, v->name, prefix_len + n + 1, order, narrays);
+            brine_save__encode_group(vars, nvars, e, v->name, prefix_len + n + 1, order, narrays);
         } else if (v->is_string) {
             brine_pickle__enc_str(e, v->data, strlen(v->data));
         } else if (v->ndim == 0) {
-            encode_scalar(e, v);
+            brine_save__encode_scalar(e, v->dtype, v->data);
+        } else if (!order) {
+            /* In-band (brine_dumps): the array's bytes right in the stream. */
+            brine_pickle__enc_ndarray_begin(e, v->ndim, v->shape, brine_dtype__info(v->dtype)->numpy);
+            brine_pickle__enc_bytearray8_header(e, v->nbytes);
+            brine_buf__append(&e->out, v->data, v->nbytes);
+            brine_pickle__enc_ndarray_end(e, v->order);
         } else {
             brine_pickle__enc_ndarray(e, v->ndim, v->shape, brine_dtype__info(v->dtype)->numpy,
                                       v->order);
@@ -222,7 +221,7 @@ int brine_save__write(const brine *b, const brine_save_state *s, int64_t step, b
         goto done;
     }
     brine_pickle__enc_init(&enc, b->alloc);
-    encode_group(s->vars, s->nvars, &enc, "", 0, order, &narrays);
+    brine_save__encode_group(s->vars, s->nvars, &enc, "", 0, order, &narrays);
     if (brine_pickle__enc_finish(&enc, &stream, &len)) {
         rc = brine__fail(err, BRINE_ENOMEM, "out of memory encoding the pickle stream");
         goto done;

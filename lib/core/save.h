@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../format/pickle_encode.h"
 #include "core.h"
 
 /** What one checkpoint holds: a variable table and the user metadata, as they are to be written. */
@@ -50,5 +51,18 @@ void brine_save__started(brine *b);
  * @return 0, BRINE_ENOMEM, BRINE_EIO, BRINE_ENOSPC or BRINE_EHDF5.
  */
 int brine_save__write(const brine *b, const brine_save_state *s, int64_t step, brine_error *err);
+
+/** Encodes the scalar of dtype at p (aligned for its type) as Python's value (bool, int, float, complex). */
+void brine_save__encode_scalar(brine_pickle_enc *e, brine_dtype dtype, const void *p);
+
+/*
+ * Emits the dict of the group whose names start with prefix (prefix_len
+ * bytes, ending with '/' unless empty): each member once, in order of first
+ * registration.  Arrays are appended to order[*narrays] in the order their
+ * NEXT_BUFFER opcodes are emitted; with order NULL they are written in-band
+ * instead (brine_dumps), their bytes copied into the stream.
+ */
+void brine_save__encode_group(const brine_var *vars, size_t nvars, brine_pickle_enc *e,
+                              const char *prefix, size_t prefix_len, size_t *order, size_t *narrays);
 
 #endif

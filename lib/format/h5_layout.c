@@ -909,6 +909,8 @@ typedef struct read_job {
     chunk_buffers cb;
     brine_error *err;
     int serial_failed;
+    uint64_t row0;       /* a slab (brine_h5__read_stream): its first dataset row, */
+    uint64_t chunk_base; /* and the file's number of its first chunk; else 0 and 0 */
 } read_job;
 
 static int read_step(void *ctx, uint64_t chunk, size_t slot)
@@ -919,6 +921,8 @@ static int read_step(void *ctx, uint64_t chunk, size_t slot)
     hsize_t size = 0;
     uint32_t hmask = 0;
     chunk_hoffset(g, chunk, hoff);
+    hoff[0] += j->row0;
+    chunk += j->chunk_base; /* for messages: the chunk's number in the file */
     j->serial_failed = 1;
     if (H5Dget_chunk_storage_size(j->h->dset, hoff, &size) < 0 || size == 0)
         return h5fail(j->err, BRINE_ECORRUPT, "%s: variable '%s': chunk %" PRIu64 " of %s is missing",
@@ -970,9 +974,10 @@ static int decode_step(void *ctx, uint64_t chunk, size_t slot, int thread)
  * (mem == NULL) or decode them straight into mem.
  */
 static int chunk_pass(brine_h5_reader *r, const array_handle *h, const char *path,
-                      const char *name, void *mem, brine_error *err)
+                      const char *name, void *mem, uint64_t row0, uint64_t chunk_base,
+                      brine_error *err)
 {
-    read_job j = {r, h, path, name, mem, {0}, err, 0};
+    read_job j = {r, h, path, name, mem, {0}, err, 0, row0, chunk_base};
     brine_pipe p = {0};
     if (buffers_alloc(&j.cb, &p, &h->g, r->threads, r->alloc))
         return brine__fail(err, BRINE_ENOMEM, "out of memory for the chunk buffers of '%s'", name);
@@ -982,7 +987,7 @@ static int chunk_pass(brine_h5_reader *r, const array_handle *h, const char *pat
     int rc = brine_pipe__read(&p);
     if (rc && !j.serial_failed)
         rc = brine__fail(err, rc, "%s: variable '%s': chunk %" PRIu64 " of %s: %s", r->path, name,
-                         p.failed_chunk, path, j.cb.whys + (p.failed_chunk % p.nslots) * WHY_SIZE);
+                         p.failed_chunk + chunk_base, path, j.cb.whys + (p.failed_chunk % p.nslots) * WHY_SIZE);
     buffers_free(&j.cb);
     return rc;
 }
@@ -995,7 +1000,7 @@ int brine_h5__verify_array(brine_h5_reader *r, const char *path, const char *nam
     if (rc)
         return rc;
     if (!h.empty)
-        rc = chunk_pass(r, &h, path, name, NULL, err);
+        rc = chunk_pass(r, &h, path, name, NULL, 0, 0, err);
     H5Dclose(h.dset);
     return rc;
 }
@@ -1008,8 +1013,55 @@ int brine_h5__read_array(brine_h5_reader *r, const char *path, const char *name,
     if (rc)
         return rc;
     if (!h.empty)
-        rc = chunk_pass(r, &h, path, name, mem, err);
+        rc = chunk_pass(r, &h, path, name, mem, 0, 0, err);
     H5Dclose(h.dset);
+    return rc;
+}
+
+int brine_h5__read_stream(brine_h5_reader *r, const char *path, const char *name, int dtype,
+                          char order, int ndim, const uint64_t *dims, size_t slab_bytes,
+                          int (*write)(void *ctx, const void *data, size_t n), void *ctx,
+                          brine_error *err)
+{
+    array_handle h;
+    uint8_t *mem = NULL;
+    int rc = open_array(r, &h, path, name, dtype, order, ndim, dims, err);
+    if (rc || h.empty)
+        goto done;
+    /* Slabs of whole chunk rows along the first dimension: each is a
+     * contiguous run of the array's bytes, and no chunk is decoded twice. */
+    uint64_t row_bytes = h.g.esize;
+    for (int d = 1; d < ndim; d++)
+        row_bytes *= dims[d];
+    const uint64_t c0 = h.g.chunk[0];
+    uint64_t rows = slab_bytes / row_bytes / c0 * c0;
+    if (rows < c0)
+        rows = c0;
+    if (rows > dims[0])
+        rows = dims[0];
+    if (rows > SIZE_MAX / row_bytes || !(mem = brine__alloc(r->alloc, (size_t)(rows * row_bytes)))) {
+        rc = brine__fail(err, BRINE_ENOMEM, "out of memory for a slab of %" PRIu64 " rows of '%s'", rows,
+                         name);
+        goto done;
+    }
+    const uint64_t chunks_per_row = h.g.nchunks / h.g.grid[0];
+    for (uint64_t row0 = 0; row0 < dims[0] && !rc; row0 += rows) {
+        const uint64_t n = dims[0] - row0 < rows ? dims[0] - row0 : rows;
+        array_handle slab = h;
+        uint64_t sdims[BRINE_MAX_NDIM];
+        memcpy(sdims, dims, (size_t)ndim * sizeof *dims);
+        sdims[0] = n;
+        /* A chunk taller than the last slab is accepted: scatter clips it. */
+        if (brine_chunk__geom(&slab.g, ndim, sdims, h.g.chunk, h.g.esize) != 0) {
+            rc = brine__fail(err, BRINE_ECORRUPT, "%s: dataset %s: unsupported chunk shape", r->path, path);
+            break;
+        }
+        if (!(rc = chunk_pass(r, &slab, path, name, mem, row0, row0 / c0 * chunks_per_row, err)))
+            rc = write(ctx, mem, (size_t)(n * row_bytes)); /* the caller's error, its own message */
+    }
+done:
+    brine__free(r->alloc, mem);
+    close_id(&h.dset, H5Dclose); /* open_array left it invalid when it failed */
     return rc;
 }
 
@@ -1231,4 +1283,56 @@ void brine_h5__close(brine_h5_reader *r)
     H5Eclear2(H5E_DEFAULT);
     brine__free(r->alloc, r->stream);
     brine__free(r->alloc, r);
+}
+
+/* ---------------------------------------------------------------- storage (inspection) */
+
+int brine_h5__storage(brine_h5_reader *r, const char *path, const char *name,
+                      brine_h5_storage *out, brine_error *err)
+{
+    int rc = 0;
+    hid_t dcpl = H5I_INVALID_HID;
+    memset(out, 0, sizeof *out);
+    out->deflate_level = -1;
+    hid_t dset = H5Dopen2(r->file, path, H5P_DEFAULT);
+    if (dset < 0)
+        return h5fail(err, BRINE_ECORRUPT, "%s: variable '%s': dataset %s is missing", r->path, name,
+                      path);
+    out->stored_bytes = H5Dget_storage_size(dset);
+    if ((dcpl = H5Dget_create_plist(dset)) < 0) {
+        rc = h5fail(err, BRINE_EHDF5, "%s: reading the storage of %s", r->path, path);
+        goto done;
+    }
+    const int nfilters = H5Pget_nfilters(dcpl);
+    for (int i = 0; i < nfilters; i++) {
+        unsigned flags = 0, config = 0, values[8] = {0};
+        size_t nvalues = 8;
+        char fname[64] = "";
+        const H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nvalues, values,
+                                               sizeof fname, fname, &config);
+        if (id == H5Z_FILTER_SHUFFLE)
+            out->filters |= BRINE_FILTER_SHUFFLE;
+        else if (id == H5Z_FILTER_DEFLATE) {
+            out->filters |= BRINE_FILTER_DEFLATE;
+            out->deflate_level = nvalues > 0 ? (int)values[0] : -1;
+        } else if (id == H5Z_FILTER_FLETCHER32)
+            out->filters |= BRINE_FILTER_FLETCHER32;
+        else
+            out->filters |= BRINE_FILTER_OTHER;
+    }
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
+        hsize_t c[BRINE_MAX_NDIM];
+        const int n = H5Pget_chunk(dcpl, BRINE_MAX_NDIM, c);
+        if (n < 0 || n > BRINE_MAX_NDIM) {
+            rc = h5fail(err, BRINE_ECORRUPT, "%s: dataset %s: bad chunk shape", r->path, path);
+            goto done;
+        }
+        out->chunk_ndim = n;
+        for (int d = 0; d < n; d++)
+            out->chunk[d] = c[d];
+    }
+done:
+    close_id(&dcpl, H5Pclose);
+    H5Dclose(dset);
+    return rc;
 }

@@ -167,6 +167,20 @@ int brine_h5__read_array(brine_h5_reader *r, const char *path, const char *name,
                          char order, int ndim, const uint64_t *dims, void *mem, brine_error *err);
 
 /**
+ * Decodes dataset path (as brine_h5__read_array, same arguments) a slab at a
+ * time and hands each slab's bytes to write, in order: slabs are whole rows
+ * of chunks along the first dimension, as many as fit in slab_bytes (at
+ * least one chunk row).  Every chunk's checksum is checked as it is
+ * decoded.  Memory: one slab and the pipeline's buffers.
+ * @return 0, BRINE_ECORRUPT, BRINE_ENOMEM, BRINE_EHDF5, or write's non-zero
+ *         return (whose message is write's to set).
+ */
+int brine_h5__read_stream(brine_h5_reader *r, const char *path, const char *name, int dtype,
+                          char order, int ndim, const uint64_t *dims, size_t slab_bytes,
+                          int (*write)(void *ctx, const void *data, size_t n), void *ctx,
+                          brine_error *err);
+
+/**
  * Lists the root attributes readable as brine_attr, sorted by name (strcmp):
  * scalars of an integer type of at most 8 bytes (as int64; an unsigned value
  * above INT64_MAX is skipped), of a float type (as double), or of a
@@ -187,6 +201,26 @@ int brine_h5__read_attrs(brine_h5_reader *r, brine_attr_val **out, size_t *n, br
 
 /** Frees what brine_h5__read_attrs() returned: n attributes at v (NULL v is a no-op). */
 void brine_h5__free_attrs(const brine_allocator *a, brine_attr_val *v, size_t n);
+
+/** A pipeline filter brine does not decode (brine_h5_storage.filters). */
+#define BRINE_FILTER_OTHER 0x8u
+
+/** How a dataset is stored (brine_reader_var_storage). */
+typedef struct brine_h5_storage {
+    uint64_t stored_bytes; /**< H5Dget_storage_size */
+    unsigned filters;      /**< BRINE_FILTER_* bits of its pipeline */
+    int deflate_level;     /**< the deflate filter's client value; -1 without deflate */
+    int chunk_ndim;        /**< 0 when not chunked */
+    uint64_t chunk[BRINE_MAX_NDIM];
+} brine_h5_storage;
+
+/**
+ * Describes dataset path's storage from its metadata, reading no data.
+ * name is used in messages.  @return 0, BRINE_ECORRUPT (missing, bad chunk
+ * shape) or BRINE_EHDF5.
+ */
+int brine_h5__storage(brine_h5_reader *r, const char *path, const char *name,
+                      brine_h5_storage *out, brine_error *err);
 
 /** Closes the file and frees r.  NULL is a no-op. */
 void brine_h5__close(brine_h5_reader *r);

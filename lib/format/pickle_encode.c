@@ -153,10 +153,10 @@ void brine_pickle__enc_str(brine_pickle_enc *e, const char *s, size_t len)
     brine_buf__append(&e->out, s, len);
 }
 
-void brine_pickle__enc_ndarray(brine_pickle_enc *e, int ndim, const uint64_t *shape,
-                               const char *dtype_str, char order)
+void brine_pickle__enc_ndarray_begin(brine_pickle_enc *e, int ndim, const uint64_t *shape,
+                                     const char *dtype_str)
 {
-    if (ndim < 0 || ndim > 8 || (ndim > 0 && !shape) || !dtype_str || (order != 'C' && order != 'F')) {
+    if (ndim < 0 || ndim > 8 || (ndim > 0 && !shape) || !dtype_str) {
         e->misuse = 1;
         return;
     }
@@ -173,14 +173,35 @@ void brine_pickle__enc_ndarray(brine_pickle_enc *e, int ndim, const uint64_t *sh
         put_op(e, ndim == 1 ? OP_TUPLE1 : ndim == 2 ? OP_TUPLE2 : ndim == 3 ? OP_TUPLE3 : OP_TUPLE);
     }
     brine_pickle__enc_str(e, dtype_str, strlen(dtype_str));
-    put_op(e, OP_NEXT_BUFFER);
-    e->nbuffers++;
+}
+
+void brine_pickle__enc_ndarray_end(brine_pickle_enc *e, char order)
+{
+    if (order != 'C' && order != 'F') {
+        e->misuse = 1;
+        return;
+    }
     put_op(e, OP_BININT1);
     put_op(e, 0);
     put_op(e, OP_NONE);
     brine_pickle__enc_str(e, &order, 1);
     put_op(e, OP_TUPLE);
     put_op(e, OP_REDUCE);
+}
+
+void brine_pickle__enc_ndarray(brine_pickle_enc *e, int ndim, const uint64_t *shape,
+                               const char *dtype_str, char order)
+{
+    brine_pickle__enc_ndarray_begin(e, ndim, shape, dtype_str);
+    put_op(e, OP_NEXT_BUFFER);
+    e->nbuffers++;
+    brine_pickle__enc_ndarray_end(e, order);
+}
+
+void brine_pickle__enc_bytearray8_header(brine_pickle_enc *e, uint64_t n)
+{
+    put_op(e, OP_BYTEARRAY8);
+    put_le(e, n, 8);
 }
 
 int brine_pickle__enc_finish(brine_pickle_enc *e, uint8_t **out, size_t *len)

@@ -49,6 +49,20 @@ void brine_pickle__enc_str(brine_pickle_enc *e, const char *s, size_t len);
 void brine_pickle__enc_ndarray(brine_pickle_enc *e, int ndim, const uint64_t *shape,
                                const char *dtype_str, char order);
 
+/*
+ * The same call with in-band data (brine_export, brine_dumps): begin (the
+ * global, MARK, shape and dtype), then the buffer argument, then end (offset,
+ * strides, order, TUPLE, REDUCE).  For in-band data the buffer argument is
+ * brine_pickle__enc_bytearray8_header() followed by exactly n raw bytes the
+ * caller appends (or writes to its sink) itself: numpy.ndarray then wraps a
+ * writable bytearray, in numpy 1.x and 2.x alike.
+ */
+void brine_pickle__enc_ndarray_begin(brine_pickle_enc *e, int ndim, const uint64_t *shape,
+                                     const char *dtype_str);
+void brine_pickle__enc_ndarray_end(brine_pickle_enc *e, char order);
+/** BYTEARRAY8 and its 8-byte length n; the n bytes of data follow. */
+void brine_pickle__enc_bytearray8_header(brine_pickle_enc *e, uint64_t n);
+
 /**
  * Ends the stream (STOP).  On success *out and *len receive the stream, which the
  * caller frees with brine__free(a, *out).  Returns 0, BRINE_ENOMEM, or

@@ -280,8 +280,8 @@ typedef struct brine brine;
 BRINE_API int brine_open(brine **out, const char *dir, const brine_options *opts);
 
 /**
- * The message of the last failed brine_open(), brine_reader_open() or
- * brine_close() in the calling thread.  Valid until the thread's next call of
+ * The message of the last failed brine_open(), brine_reader_open(),
+ * brine_close(), brine_list() or brine_prune() in the calling thread.  Valid until the thread's next call of
  * one of them.
  */
 BRINE_API const char *brine_open_errmsg(void);
@@ -719,6 +719,160 @@ BRINE_API const char *brine_dtype_str(brine_dtype dtype);
 
 /** Size in bytes of one element of dtype, or 0 when dtype is not a brine_dtype. */
 BRINE_API size_t brine_dtype_size(brine_dtype dtype);
+
+/* ------------------------------------------------------------------------ */
+/* Tools: directory listings, retention, storage, in-band pickles (issue 8,
+ * used by the `brine` command; docs/cli.md) */
+
+/** What a file of a checkpoint directory is (brine_list). */
+typedef enum brine_entry_kind {
+    BRINE_ENTRY_CHECKPOINT = 1, /**< a committed checkpoint, <prefix>-<12 digits>.h5 */
+    BRINE_ENTRY_TEMPORARY = 2   /**< .<prefix>-<12 digits>.h5.tmp-<pid>: being written, or left by a killed writer */
+} brine_entry_kind;
+
+/** One file of a checkpoint directory. */
+typedef struct brine_entry {
+    const char *path;   /**< dir/name; owned by the listing */
+    const char *name;   /**< the file name; owned by the listing */
+    const char *prefix; /**< its prefix; owned by the listing */
+    int64_t step;       /**< the step in its name */
+    brine_entry_kind kind;
+    uint64_t size;      /**< bytes (stat(2)'s st_size) */
+    int64_t mtime;      /**< last modification, seconds since the Epoch (stat(2)): when it was written */
+} brine_entry;
+
+/** Opaque list of the checkpoint files of a directory. */
+typedef struct brine_listing brine_listing;
+
+/**
+ * Lists the checkpoints and temporary files of dir, by the naming rules of
+ * docs/format.md, section 1 (other files are ignored), sorted by prefix,
+ * then step, then committed before temporary.  Nothing is opened: a listed
+ * checkpoint is not verified (brine_reader_open does that).
+ * @param prefix  only this prefix; NULL for every prefix.
+ * @param opts    only io and alloc are used; NULL for the defaults.
+ * @return 0; BRINE_EINVAL; BRINE_ENOTFOUND (dir does not exist); BRINE_EIO;
+ *         BRINE_ENOMEM.  On failure *out is NULL and the message is
+ *         brine_open_errmsg()'s.
+ */
+BRINE_API int brine_list(brine_listing **out, const char *dir, const char *prefix,
+                         const brine_options *opts);
+
+/** Number of entries of a listing (0 for NULL). */
+BRINE_API size_t brine_listing_count(const brine_listing *l);
+
+/** Entry i (0 .. count-1).  @return 0 or BRINE_EINVAL. */
+BRINE_API int brine_listing_entry(const brine_listing *l, size_t i, brine_entry *out);
+
+/** Frees a listing.  NULL is a no-op. */
+BRINE_API void brine_listing_free(brine_listing *l);
+
+/**
+ * Applies retention by hand, as a save's rotation does (docs/format.md,
+ * section 1, the same code): keeps the keep_last newest checkpoints of prefix
+ * in dir and, when keep_every > 0, those whose step is a multiple of it;
+ * deletes the other committed checkpoints.  It never deletes the newest
+ * checkpoint that verifies completely (BRINE_READER_VERIFY), even when newer
+ * ones (which do not verify) take the keep_last places; when none verifies
+ * it deletes nothing.  Temporary files are left alone (a writer may be
+ * writing one).  Deletions are best effort, then the directory is fsynced.
+ * @param keep_last  >= 1.
+ * @param deleted    receives the number of files deleted; may be NULL.
+ * @param opts       io, alloc and threads are used; NULL for the defaults.
+ * @return 0; BRINE_EINVAL (keep_last < 1, keep_every < 0, bad prefix);
+ *         BRINE_ENOTFOUND (no checkpoint of prefix in dir); BRINE_ECORRUPT
+ *         (none verifies: nothing was deleted; the message gives each one's
+ *         reason); BRINE_EIO; BRINE_ENOMEM.  The message is brine_open_errmsg()'s.
+ */
+BRINE_API int brine_prune(const char *dir, const char *prefix, int keep_last, int keep_every,
+                          const brine_options *opts, size_t *deleted);
+
+/** brine_var_storage.filters: the HDF5 filters of an array's dataset. */
+#define BRINE_STORAGE_SHUFFLE 1u
+#define BRINE_STORAGE_DEFLATE 2u
+#define BRINE_STORAGE_FLETCHER32 4u
+
+/** How one variable is stored in a checkpoint (brine_reader_var_storage). */
+typedef struct brine_var_storage {
+    int in_stream;          /**< 1: the value lives in the pickle stream (scalars, strings, in-band arrays) */
+    uint64_t stored_bytes;  /**< bytes the dataset's chunks take in the file (checksums included); 0 in the stream */
+    unsigned filters;       /**< BRINE_STORAGE_* bits */
+    int deflate_level;      /**< the deflate filter's level as recorded (a hint: brine's codecs may differ); -1 without deflate */
+    int chunk_ndim;         /**< 0 when not chunked (empty arrays, values in the stream) */
+    size_t chunk[BRINE_MAX_NDIM]; /**< chunk shape, in dataset dimensions (an F array's reversed) */
+} brine_var_storage;
+
+/**
+ * How variable name is stored: in the stream or as a dataset, its stored
+ * bytes and filters.  Reads HDF5 metadata only, no array data.
+ * @return 0; BRINE_ENOTFOUND; BRINE_EINVAL; BRINE_ECORRUPT (the dataset is
+ *         missing); BRINE_EHDF5.
+ */
+BRINE_API int brine_reader_var_storage(brine_reader *r, const char *name, brine_var_storage *out);
+
+/**
+ * Verifies every chunk of variable name (docs/format.md, section 6, step 5),
+ * as BRINE_READER_VERIFY does for all of them: chunks are read on this
+ * thread and checked in OpenMP threads (brine_options.threads of the reader).
+ * A variable verified once is not read again.  Values in the stream were
+ * checked by brine_reader_open() and return 0 at once.
+ * @return 0; BRINE_ENOTFOUND; BRINE_EINVAL; BRINE_ECORRUPT (the message
+ *         names the variable and the chunk); BRINE_ENOMEM; BRINE_EIO; BRINE_EHDF5.
+ */
+BRINE_API int brine_reader_verify(brine_reader *r, const char *name);
+
+/**
+ * A sink for brine_export(): writes n bytes and returns 0, or a negative
+ * value to stop the export: BRINE_ENOSPC and BRINE_ENOMEM are returned as
+ * they are, anything else as BRINE_EIO.
+ */
+typedef int (*brine_write_fn)(void *ctx, const void *data, size_t n);
+
+/**
+ * Streams array variable name's bytes to write: its data exactly as
+ * brine_read() with its own dtype and order would store it (row-major for C
+ * order, column-major for F), in pieces of at most about 16 MiB (or one row
+ * of the stored dataset's first dimension, when that is larger): for
+ * arrays larger than memory.  Every chunk's checksum is checked as it is
+ * decoded; a damaged chunk stops the stream with BRINE_ECORRUPT after the
+ * pieces before it were written.
+ * @return 0; BRINE_ENOTFOUND; BRINE_EMISMATCH (not an array); BRINE_EINVAL;
+ *         BRINE_ECORRUPT; BRINE_ENOMEM; BRINE_EIO; BRINE_EHDF5; or write's
+ *         non-zero return as it is.
+ */
+BRINE_API int brine_read_stream(brine_reader *r, const char *name, brine_write_fn write, void *ctx);
+
+/**
+ * Writes the whole checkpoint r as one standalone pickle of protocol 5
+ * (docs/cli.md): the state dict with every array in-band, as
+ * numpy.ndarray(shape, dtype, bytearray, 0, None, order), so that
+ * pickle.load() in any Python with numpy 1.x or 2.x reads it, without h5py
+ * or brine.  Scalars become Python bool, int, float or complex; strings str.
+ * Arrays are streamed (brine_read_stream): memory holds one slab of about
+ * 16 MiB, never a whole array.  Every chunk is verified as it is read; on an
+ * error the sink has received part of the pickle (write to a temporary file
+ * and rename it when this returns 0).  Nothing is written to r's file.
+ * @return 0; BRINE_EINVAL (NULL arguments; a variable brine cannot export, a
+ *         value of kind BRINE_VAR_OTHER: the message names it); the errors
+ *         of brine_read(); the sink's error.  The message is brine_reader_errmsg(r)'s.
+ */
+BRINE_API int brine_export(brine_reader *r, brine_write_fn write, void *ctx);
+
+/**
+ * Serialises the registered state into one standalone protocol-5 pickle in
+ * memory, every array in-band (as brine_export()), which pickle.loads() in a
+ * Python with numpy reads directly: for sending a running simulation's state
+ * to a Python process over a socket or pipe (apps/live).  Reads the
+ * registered memory as brine_save() does; writes no file.
+ * @param out  receives the bytes, allocated through options.alloc: free them
+ *             with brine_dumps_free(b, *out).
+ * @return 0; BRINE_EINVAL (NULL arguments, a string not valid UTF-8 or not
+ *         terminated, a resizable array with NULL data); BRINE_ENOMEM.
+ */
+BRINE_API int brine_dumps(brine *b, uint8_t **out, size_t *len);
+
+/** Frees what brine_dumps() returned.  NULL is a no-op. */
+BRINE_API void brine_dumps_free(brine *b, uint8_t *buf);
 
 #ifdef __cplusplus
 }
