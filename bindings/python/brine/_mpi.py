@@ -98,6 +98,10 @@ def read_manifest(checkpoint_dir: "os.PathLike[str] | str") -> Manifest:
         raise CorruptCheckpointError(f"{path}: malformed step or nranks", path=path) from None
     if nranks < 1 or len(rows) != 3 + nranks:
         raise CorruptCheckpointError(f"{path}: {nranks} ranks but {len(rows) - 3} rank lines", path=path)
+    named = _DIR_NAME.fullmatch(os.path.basename(os.path.normpath(cdir)))
+    if named is not None and (named["prefix"] != prefix or int(named["step"]) != step):
+        raise CorruptCheckpointError(f"{path}: names prefix {prefix!r} and step {step}, but the "
+                                     f"directory is {named.group(0)}", path=path)
     files = []
     for r in range(nranks):
         m = _RANK_LINE.fullmatch(rows[3 + r])
