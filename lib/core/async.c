@@ -71,7 +71,6 @@ struct brine_async {
     /* In a group (docs/mpi.md): the thread only writes this rank's file into tmpdir; the
      * agreement and commit (brine_coll__finish) run on the caller's thread when it settles. */
     int commit_pending;      /* a collective save awaits its agreement */
-    int reported;            /* this rank's own failure was returned already (brine_save_async) */
     char tmpdir[4096];
     uint64_t size;           /* this rank's file, for the manifest */
     uint32_t crc;
@@ -274,6 +273,7 @@ static void snapshot_tables(const brine *b, brine_async *a)
  * staging_max), so that the collectives stay in step: the temporary
  * directory is agreed now, this rank's file is written by the thread (or
  * here, when it cannot be), and the agreement waits for the next settle.
+ * A rank's own bad state (check_rc) is reported there too, on every rank.
  */
 static int save_async_group(brine *b, int64_t step, int check_rc)
 {
@@ -287,15 +287,13 @@ static int save_async_group(brine *b, int64_t step, int check_rc)
         return rc;
     a->step = step;
     a->commit_pending = 1;
-    a->reported = 0;
     a->size = 0;
     a->crc = 0;
     if (check_rc) {
+        /* Reported at the settle, with the agreement: every rank learns it at the same call. */
         a->err = mine;
         a->pending = 1;
-        a->reported = 1;
-        b->err = mine;
-        return check_rc;
+        return 0;
     }
     brine_save__started(b);
     int sync = b->opts.staging_max && (staging_bytes(b, &bytes) || bytes > b->opts.staging_max);
@@ -418,10 +416,7 @@ static void commit_group(brine *b, brine_async *a)
         return;
     a->commit_pending = 0;
     const int local_rc = a->pending ? a->err.code : 0;
-    const int rc = brine_coll__finish(b, a->step, a->tmpdir, local_rc, a->size, a->crc, &a->err);
-    /* This rank's own failure, returned by brine_save_async already, is not returned twice. */
-    a->pending = rc != 0 && !(a->reported && local_rc);
-    a->reported = 0;
+    a->pending = brine_coll__finish(b, a->step, a->tmpdir, local_rc, a->size, a->crc, &a->err) != 0;
 }
 
 int brine_async__settle(brine *b, int nowait)

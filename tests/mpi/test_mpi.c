@@ -1,7 +1,8 @@
 /*
  * Collective checkpoints (docs/mpi.md), run under mpirun by ctest:
  *   test_mpi SCENARIO DIR
- * Scenarios: commit, fallback, mismatch, async, signal, policy, write (for
+ * Scenarios: commit, fallback, mismatch, async, signal, policy, open,
+ * badstate, write (for
  * the Python tests: saves steps 1 and 2 of known data).  Every rank checks
  * what it can see; a failed check prints the rank, the line and the
  * library's message, and aborts the whole job (exit status non-zero).
@@ -154,7 +155,21 @@ static void scenario_commit(const char *dir)
     free(after);
     MPI_Barrier(MPI_COMM_WORLD); /* every rank looked before the next save starts */
 
-    /* The next save works again, and restore finds it on every rank. */
+    /* A killed save's temporary directory is removed by the next save. */
+    if (rank == 0) {
+        snprintf(path, sizeof path, "%s/.ckpt-000000000009.tmp-1", dir);
+        CHECK(mkdir(path, 0777) == 0, NULL);
+        snprintf(path, sizeof path, "%s/.ckpt-000000000009.tmp-1/rank-0.h5", dir);
+        FILE *f = fopen(path, "wb");
+        CHECK(f && fputs("partial", f) >= 0 && fclose(f) == 0, NULL);
+    }
+    /* The next save works again (twice for one step: the second replaces the first), and
+     * restore finds it on every rank. */
+    fill(x, 42);
+    CHECK(brine_save(b, 3) == 0, b);
+    MPI_Barrier(MPI_COMM_WORLD);
+    CHECK(!count_entries_starting(dir, "\\.ckpt-"), b);
+    MPI_Barrier(MPI_COMM_WORLD);
     fill(x, 3);
     CHECK(brine_save(b, 3) == 0, b);
     memset(x, 0, sizeof x);
@@ -363,6 +378,58 @@ static void scenario_policy(const char *dir)
     CHECK(brine_close(b) == 0, NULL);
 }
 
+/* brine_open_mpi fails on every rank when one cannot open; NOWAIT is refused. */
+static void scenario_open(const char *dir)
+{
+    char path[4096];
+    brine *b = NULL;
+    brine_options o = BRINE_OPTIONS_INIT;
+    o.use_env = 0;
+    if (rank == 0) {
+        CHECK(mkdir(dir, 0777) == 0, NULL);
+        snprintf(path, sizeof path, "%s/file", dir);
+        FILE *f = fopen(path, "wb");
+        CHECK(f && fclose(f) == 0, NULL);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    /* Rank 1's directory is under a regular file. */
+    snprintf(path, sizeof path, rank == 1 ? "%s/file/sub" : "%s/ok", dir);
+    const int rc = brine_open_mpi(&b, path, MPI_COMM_WORLD, &o);
+    CHECK(rc == BRINE_EIO && b == NULL, NULL);
+    if (rank == 1)
+        CHECK(strstr(brine_open_errmsg(), "file/sub"), NULL);
+    else
+        CHECK(strstr(brine_open_errmsg(), "rank 1 could not open"), NULL);
+    o.async_flags = BRINE_ASYNC_NOWAIT;
+    snprintf(path, sizeof path, "%s/ok", dir);
+    CHECK(brine_open_mpi(&b, path, MPI_COMM_WORLD, &o) == BRINE_EINVAL && b == NULL, NULL);
+    CHECK(strstr(brine_open_errmsg(), "BRINE_ASYNC_NOWAIT"), NULL);
+}
+
+/* A bad state on one rank (a string that is not UTF-8) fails the save on every rank, sync and async. */
+static void scenario_badstate(const char *dir)
+{
+    double x[N];
+    char text[16] = "fine";
+    brine *b = open_ctx(dir, MPI_COMM_WORLD, NULL, x);
+    CHECK(brine_register_string(b, "note", text, sizeof text) == 0, b);
+    fill(x, 1);
+    CHECK(brine_save(b, 1) == 0, b);
+    if (rank == 1)
+        text[0] = (char)0xff;
+    int rc = brine_save(b, 2);
+    CHECK(rc == BRINE_EINVAL, b);
+    CHECK(strstr(brine_errmsg(b), rank == 1 ? "not valid UTF-8" : "rank 1 failed"), b);
+    CHECK(brine_save_async(b, 3) == 0, b); /* reported with the agreement, on every rank */
+    rc = brine_wait(b);
+    CHECK(rc == BRINE_EINVAL, b);
+    CHECK(strstr(brine_errmsg(b), rank == 1 ? "not valid UTF-8" : "rank 1 failed"), b);
+    text[0] = 'f';
+    int64_t step = -1;
+    CHECK(brine_restore(b, &step) == 0 && step == 1, b);
+    CHECK(brine_close(b) == 0, NULL);
+}
+
 /* Steps 1 and 2 of known data, for the Python tests: x[i] = step*1e6 + rank*1e3 + i/4, and a scalar. */
 static void scenario_write(const char *dir)
 {
@@ -385,7 +452,7 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (argc != 3) {
         if (rank == 0)
-            fprintf(stderr, "usage: test_mpi commit|fallback|mismatch|async|signal|policy|write DIR\n");
+            fprintf(stderr, "usage: test_mpi commit|fallback|mismatch|async|signal|policy|open|badstate|write DIR\n");
         MPI_Finalize();
         return 2;
     }
@@ -409,6 +476,10 @@ int main(int argc, char **argv)
         scenario_signal(dir);
     else if (!strcmp(s, "policy"))
         scenario_policy(dir);
+    else if (!strcmp(s, "open"))
+        scenario_open(dir);
+    else if (!strcmp(s, "badstate"))
+        scenario_badstate(dir);
     else if (!strcmp(s, "write"))
         scenario_write(dir);
     else {
