@@ -143,6 +143,13 @@ def kill_job(pid):
             pass
 
 
+def exe_of(pid):
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return ""
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -209,3 +216,42 @@ def test_heat_mpi_rank_count_mismatch(tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert r.returncode != 0
     assert "saved by 2 ranks but this run has 4" in r.stdout
+
+
+@pytest.mark.skipif(not (HEAT2D and HEAT_MPI), reason="heat2d or heat_mpi not built")
+def test_heat_mpi_signal_to_one_rank(tmp_path):
+    """SIGUSR1 to one rank (what Slurm's --signal does): every rank saves the same step and exits 0."""
+    want = heat2d_field(tmp_path)
+    d = tmp_path / "m"
+    cmd = [MPIEXEC, "--oversubscribe", "-np", "4", HEAT_MPI, *ARGS, "--every", "0", "--sleep-ms", "5",
+           "--dir", str(d)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        ranks = []
+        while len(ranks) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            ranks = [r for r in descendants(p.pid) if exe_of(r) == "heat_mpi"]
+        assert len(ranks) == 4
+        # Rank 0 prints this after the collective restore: every rank has its handlers by then.
+        head = ""
+        while "starting fresh" not in head:
+            line = p.stdout.readline()
+            assert line, f"heat_mpi ended early: {head}"
+            head += line
+        os.kill(ranks[2], signal.SIGUSR1)
+        out, _ = p.communicate(timeout=60)
+        out = head + out
+    finally:
+        if p.poll() is None:
+            kill_job(p.pid)
+            p.wait()
+    assert p.returncode == 0, out
+    assert "signal received: stopped at step" in out
+    infos = brine.list(d)
+    assert len(infos) == 1 and infos[0].ranks == 4 and 0 < infos[0].step < 400
+    assert [s["step"] for s in brine.load(d)] == [infos[0].step] * 4
+    out2 = tmp_path / "resumed.bin"
+    log = mpirun(4, HEAT_MPI, *ARGS, "--every", "0", "--dir", str(d), "--out", str(out2)).stdout
+    assert f"resumed from step {infos[0].step}" in log
+    assert out2.read_bytes() == want
