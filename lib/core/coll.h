@@ -16,9 +16,6 @@
 
 #include "brine.h"
 
-/** Reductions of brine_coll.allreduce_int. */
-typedef enum brine_coll_op { BRINE_COLL_MIN = 0, BRINE_COLL_MAX = 1, BRINE_COLL_SUM = 2 } brine_coll_op;
-
 /**
  * A group of processes (an MPI communicator).  Every function returns 0, or
  * -1 when the transport failed (the group is then unusable: brine reports
@@ -28,8 +25,6 @@ typedef struct brine_coll {
     void *ctx;  /**< passed to every function */
     int rank;   /**< this member, 0..size-1 */
     int size;   /**< members of the group */
-    /** Element-wise reduction of n ints in place; every member gets the result. */
-    int (*allreduce_int)(void *ctx, int *inout, int n, brine_coll_op op);
     /** Every member contributes n bytes at send; recv (size * n bytes) gets them in rank order. */
     int (*allgather)(void *ctx, const void *send, size_t n, void *recv);
     /** n bytes at buf of member root to every member. */

@@ -19,17 +19,6 @@ typedef struct mpi_group {
     int n;
 } mpi_group;
 
-static MPI_Op op_of(brine_coll_op op)
-{
-    return op == BRINE_COLL_MIN ? MPI_MIN : op == BRINE_COLL_MAX ? MPI_MAX : MPI_SUM;
-}
-
-static int g_allreduce_int(void *ctx, int *inout, int n, brine_coll_op op)
-{
-    const mpi_group *g = ctx;
-    return MPI_Allreduce(MPI_IN_PLACE, inout, n, MPI_INT, op_of(op), g->comm) == MPI_SUCCESS ? 0 : -1;
-}
-
 static int g_allgather(void *ctx, const void *send, size_t n, void *recv)
 {
     const mpi_group *g = ctx;
@@ -135,7 +124,7 @@ int brine_open_mpi(brine **out, const char *dir, MPI_Comm comm, const brine_opti
         }
         goto done;
     }
-    brine_coll table = {g, rank, size, g_allreduce_int, g_allgather, g_bcast,
+    brine_coll table = {g, rank, size, g_allgather, g_bcast,
                         g_iallreduce_begin, g_iallreduce_end, g_close};
     /* attach takes g: it closes it itself when it fails. */
     if ((rc = brine_coll__attach(b, &table))) {
