@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "../common/alloc.h"
+#include "../io/dir_scan.h" /* BRINE_MAX_STEP */
 #include "async.h"
 #include "coll.h"
 #include "core.h"
@@ -336,7 +337,8 @@ int brine_save_async(brine *b, int64_t step)
         return BRINE_EINVAL;
     brine__error_clear(&b->err);
     const int check_rc = brine_save__check(b, step, "brine_save_async");
-    if (check_rc && !b->coll)
+    /* As brine_save: a rank's bad state goes to the agreement, a bad step is every rank's. */
+    if (check_rc && (!b->coll || step < 0 || step > BRINE_MAX_STEP))
         return check_rc;
     if ((rc = brine_async__settle(b, (b->opts.async_flags & BRINE_ASYNC_NOWAIT) != 0)))
         return rc;

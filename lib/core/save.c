@@ -298,8 +298,9 @@ int brine_save(brine *b, int64_t step)
         return BRINE_EINVAL;
     brine__error_clear(&b->err);
     const int check_rc = brine_save__check(b, step, "brine_save");
-    /* In a group a rank's own bad state still takes part in the agreement, which fails everywhere. */
-    if (check_rc && !b->coll)
+    /* In a group a rank's own bad state still takes part in the agreement, which fails
+     * everywhere; a bad step is every rank's, and fails on every rank without it. */
+    if (check_rc && (!b->coll || step < 0 || step > BRINE_MAX_STEP))
         return check_rc;
     /* One save at a time, and a background failure is reported before anything else is done. */
     if ((rc = brine_async__settle(b, (b->opts.async_flags & BRINE_ASYNC_NOWAIT) != 0)))

@@ -123,6 +123,10 @@ static void test_layout_rotation_and_manifest(void **state)
     }
     assert_int_equal(tu_count_entries(dir, "."), 0);
     assert_int_equal(tu_count_entries(dir, "ckpt-"), 2);
+    /* A bad step is every rank's: refused at once, nothing created. */
+    EXPECT_RC(b, BRINE_EINVAL, brine_save(b, -1));
+    EXPECT_RC(b, BRINE_EINVAL, brine_save_async(b, -1));
+    assert_int_equal(tu_count_entries(dir, ""), 2);
     /* The rank file is an ordinary checkpoint of the step. */
     path_of(path, sizeof path, dir, 4, "rank-0.h5");
     brine_reader *r = NULL;
