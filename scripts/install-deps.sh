@@ -10,6 +10,7 @@ packages=(
   python3-numpy python3-h5py python3-pytest python3-matplotlib
   python3-pandas python3-xarray python3-tqdm jupyter-nbconvert python3-ipykernel python3-nbclient
   gfortran
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()

@@ -39,11 +39,14 @@
 #include <omp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "../common/alloc.h"
+#include "../io/dir_scan.h" /* BRINE_MAX_STEP */
 #include "async.h"
+#include "coll.h"
 #include "core.h"
 #include "save.h"
 
@@ -65,6 +68,13 @@ struct brine_async {
     int threads;             /* its compression threads, resolved on the caller's thread */
     int pending;             /* the last save failed and no call has returned its error yet */
     brine_error err;         /* the last save's failure */
+
+    /* In a group (docs/mpi.md): the thread only writes this rank's file into tmpdir; the
+     * agreement and commit (brine_coll__finish) run on the caller's thread when it settles. */
+    int commit_pending;      /* a collective save awaits its agreement */
+    char tmpdir[4096];
+    uint64_t size;           /* this rank's file, for the manifest */
+    uint32_t crc;
 
     /* The snapshot. */
     unsigned char *staging;
@@ -143,7 +153,9 @@ static void *thread_main(void *arg)
 {
     brine_async *a = arg;
     const brine_save_state s = {a->vars, a->nvars, a->attrs, a->nattrs, a->threads};
-    const int rc = brine_save__write(a->b, &s, a->step, &a->err);
+    const int rc = a->commit_pending ? brine_save__write_rank(a->b, &s, a->step, a->tmpdir, &a->size,
+                                                              &a->crc, &a->err)
+                                     : brine_save__write(a->b, &s, a->step, &a->err);
     a->pending = rc != 0;
     atomic_store_explicit(&a->busy, 0, memory_order_release);
     return NULL;
@@ -256,6 +268,66 @@ static void snapshot_tables(const brine *b, brine_async *a)
     a->nattrs = b->nattrs;
 }
 
+/*
+ * brine_save_async in a group: the same steps on every rank whatever
+ * happens locally (a bad state, no staging memory, a state over
+ * staging_max), so that the collectives stay in step: the temporary
+ * directory is agreed now, this rank's file is written by the thread (or
+ * here, when it cannot be), and the agreement waits for the next settle.
+ * A rank's own bad state (check_rc) is reported there too, on every rank.
+ */
+static int save_async_group(brine *b, int64_t step, int check_rc)
+{
+    int rc = 0;
+    size_t bytes = 0, text = 0;
+    brine_error mine = b->err;
+    if (!b->async && (rc = create(b)))
+        abort(); /* a few hundred bytes: without them this rank cannot stay in step */
+    brine_async *a = b->async;
+    if ((rc = brine_coll__prepare(b, step, a->tmpdir, sizeof a->tmpdir)))
+        return rc;
+    a->step = step;
+    a->commit_pending = 1;
+    a->size = 0;
+    a->crc = 0;
+    if (check_rc) {
+        /* Reported at the settle, with the agreement: every rank learns it at the same call. */
+        a->err = mine;
+        a->pending = 1;
+        return 0;
+    }
+    brine_save__started(b);
+    int sync = b->opts.staging_max && (staging_bytes(b, &bytes) || bytes > b->opts.staging_max);
+    if (!sync && staging_bytes(b, &bytes) == 0 && text_bytes(b, &text) == 0) {
+        void *p = a->staging, *q = a->vars, *r = a->attrs, *t = a->text;
+        size_t vars_have = a->vars_cap * sizeof *a->vars, attrs_have = a->attrs_cap * sizeof *a->attrs;
+        sync = reserve(b->alloc, &p, &a->staging_cap, bytes, b->opts.staging_max) ||
+               reserve(b->alloc, &q, &vars_have, b->nvars * sizeof *a->vars, 0) ||
+               reserve(b->alloc, &r, &attrs_have, b->nattrs * sizeof *a->attrs, 0) ||
+               reserve(b->alloc, &t, &a->text_cap, text, 0);
+        a->staging = p;
+        a->vars = q;
+        a->vars_cap = vars_have / sizeof *a->vars;
+        a->attrs = r;
+        a->attrs_cap = attrs_have / sizeof *a->attrs;
+        a->text = t;
+        if (!sync) {
+            snapshot_tables(b, a);
+            copy_state(b, a, bytes);
+            a->threads = b->opts.threads > 0 ? b->opts.threads : omp_get_max_threads();
+            sync = start_thread(b, a, step) != 0;
+        }
+    } else {
+        sync = 1;
+    }
+    if (sync) {
+        /* Too large to copy, or no memory for the copy: this rank writes now, from the state. */
+        const brine_save_state s = {b->vars, b->nvars, b->attrs, b->nattrs, b->opts.threads};
+        a->pending = brine_save__write_rank(b, &s, step, a->tmpdir, &a->size, &a->crc, &a->err) != 0;
+    }
+    return 0;
+}
+
 int brine_save_async(brine *b, int64_t step)
 {
     int rc = 0;
@@ -264,10 +336,14 @@ int brine_save_async(brine *b, int64_t step)
     if (!b)
         return BRINE_EINVAL;
     brine__error_clear(&b->err);
-    if ((rc = brine_save__check(b, step, "brine_save_async")))
-        return rc;
+    const int check_rc = brine_save__check(b, step, "brine_save_async");
+    /* As brine_save: a rank's bad state goes to the agreement, a bad step is every rank's. */
+    if (check_rc && (!b->coll || step < 0 || step > BRINE_MAX_STEP))
+        return check_rc;
     if ((rc = brine_async__settle(b, (b->opts.async_flags & BRINE_ASYNC_NOWAIT) != 0)))
         return rc;
+    if (b->coll)
+        return save_async_group(b, step, check_rc);
     if (staging_bytes(b, &bytes) || text_bytes(b, &text))
         return brine__fail(&b->err, BRINE_ENOMEM,
                            "brine_save_async: the state's size overflows size_t");
@@ -332,6 +408,19 @@ static void join(brine_async *a)
     }
 }
 
+/*
+ * The collective half of a group's asynchronous save, once this rank's file
+ * is written (the thread joined): agreement and commit on every rank.
+ */
+static void commit_group(brine *b, brine_async *a)
+{
+    if (!a->commit_pending)
+        return;
+    a->commit_pending = 0;
+    const int local_rc = a->pending ? a->err.code : 0;
+    a->pending = brine_coll__finish(b, a->step, a->tmpdir, local_rc, a->size, a->crc, &a->err) != 0;
+}
+
 int brine_async__settle(brine *b, int nowait)
 {
     brine_async *a = b->async;
@@ -343,13 +432,15 @@ int brine_async__settle(brine *b, int nowait)
                            "(options.async_flags has BRINE_ASYNC_NOWAIT)",
                            a->step);
     join(a);
+    commit_group(b, a);
     return take_failure(a, &b->err);
 }
 
 int brine_async__poll(brine *b)
 {
     brine_async *a = b->async;
-    if (!a || atomic_load_explicit(&a->busy, memory_order_acquire))
+    /* A group's save is not over before its agreement, which only settling makes. */
+    if (!a || a->commit_pending || atomic_load_explicit(&a->busy, memory_order_acquire))
         return 0;
     return take_failure(a, &b->err);
 }
@@ -360,6 +451,7 @@ int brine_async__close(brine *b)
     if (!a)
         return 0;
     join(a);
+    commit_group(b, a);
     const int rc = take_failure(a, brine_context__open_error());
     brine__free(b->alloc, a->text);
     brine__free(b->alloc, a->attrs);

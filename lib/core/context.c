@@ -131,6 +131,8 @@ int brine_close(brine *b)
     brine_signals__uninstall(b);
     /* First: the background save still reads the registry's names and writes files. */
     const int rc = brine_async__close(b);
+    /* After the async close: a save in flight is committed collectively there. */
+    brine_coll__close(b);
     const brine_allocator *a = b->alloc;
     brine_registry__free(b);
     brine_attrs__free(b);

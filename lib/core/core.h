@@ -51,6 +51,9 @@ struct brine {
     int64_t last_policy_step; /**< the step brine_maybe_save() last saved; -1: none */
     /* Asynchronous saves (async.c) */
     struct brine_async *async; /**< NULL until the first brine_save_async() */
+    /* A group of processes checkpointing together (coll.c, docs/mpi.md); NULL: a plain context. */
+    struct brine_coll *coll;
+    int coll_inflight; /**< brine_maybe_save()'s agreement was started and not completed */
     brine_error err;
 };
 
@@ -91,6 +94,33 @@ int brine_policy__apply_env(brine_options *o, const char **dir, brine_error *err
 
 /** Puts back the signal handlers brine_install_signals() replaced, when b has them (brine_close); policy.c. */
 void brine_signals__uninstall(brine *b);
+
+/** Frees b's group, if any, after every collective of it is over (brine_close); coll.c. */
+void brine_coll__close(brine *b);
+
+/**
+ * The collective restore's candidates (coll.c): rank 0 lists the committed
+ * checkpoint directories of b's prefix, and each call returns the next
+ * newest step to every rank (*step), -1 when none is left.  *cursor starts
+ * at 0.  0, or an error (rank 0 cannot read the directory) on every rank.
+ */
+int brine_coll__next_candidate(brine *b, size_t *cursor, int64_t *step);
+
+/**
+ * Checks the checkpoint directory of step for this rank: its manifest
+ * (valid, nranks equal to the group's size, else BRINE_EMISMATCH naming
+ * both), then this rank's file against the manifest's size and CRC-32
+ * (BRINE_ECORRUPT).  file (cap bytes) gets the rank file's path.
+ */
+int brine_coll__check_rank_file(brine *b, int64_t step, char *file, size_t cap);
+
+/**
+ * Every rank's rc of one collective attempt: *first_rc gets the first
+ * non-zero rc in rank order (0 when every rank succeeded) and ranks (cap
+ * bytes) the failing ranks ("1, 3").  Returns 0, or BRINE_EIO with a
+ * message in b->err when the transport failed.
+ */
+int brine_coll__agree(brine *b, int rc, int *first_rc, char *ranks, size_t cap);
 
 /** Frees the user metadata (brine_close); attrs.c. */
 void brine_attrs__free(brine *b);

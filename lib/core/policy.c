@@ -17,6 +17,7 @@
 
 #include "../common/text.h"
 #include "../io/dir_scan.h" /* BRINE_MAX_STEP */
+#include "coll.h"
 #include "core.h"
 
 /* ------------------------------------------------------------------------ */
@@ -205,6 +206,53 @@ static int save_for_signal(brine *b, int64_t step)
     return saved;
 }
 
+/*
+ * brine_maybe_save in a group (docs/mpi.md): every_steps needs no
+ * communication, but the clock and signals are each rank's own.  Each call
+ * completes the non-blocking MAX started by the previous call over the
+ * ranks' flags (a signal pending, every_seconds due) and acts on the result,
+ * then starts the next with its flags as they are after acting: every rank
+ * saves at the same step, one call after the first rank saw the reason, and
+ * no call blocks on the others but a save.
+ */
+static int maybe_save_group(brine *b, int64_t step)
+{
+    int rc = 0;
+    int agreed[2] = {0, 0};
+    if (b->coll_inflight) {
+        b->coll_inflight = 0;
+        if (b->coll->iallreduce_end(b->coll->ctx, agreed))
+            return brine__fail(&b->err, BRINE_EIO,
+                               "brine_maybe_save: the collective agreement on saving failed");
+    }
+    int saved = 0;
+    if (agreed[0]) {
+        rc = save_for_signal(b, step);
+        saved = rc > 0;
+        if (rc < 0)
+            return rc; /* every rank failed alike: the flags are agreed again next call */
+    } else {
+        const int due = (b->opts.every_steps > 0 && step % b->opts.every_steps == 0) || agreed[1];
+        if (due && step != b->last_policy_step) {
+            if (b->opts.every_seconds > 0)
+                b->last_save_time = brine_policy__now(b);
+            rc = b->opts.async ? brine_save_async(b, step) : brine_save(b, step);
+            if (rc)
+                return rc;
+            b->last_policy_step = step;
+            saved = 1;
+        }
+    }
+    const int flags[2] = {
+        b->signals_installed && pending && !b->should_exit,
+        b->opts.every_seconds > 0 && brine_policy__now(b) - b->last_save_time >= b->opts.every_seconds,
+    };
+    if (b->coll->iallreduce_begin(b->coll->ctx, flags, 2))
+        return brine__fail(&b->err, BRINE_EIO, "brine_maybe_save: the collective agreement on saving failed");
+    b->coll_inflight = 1;
+    return saved;
+}
+
 int brine_maybe_save(brine *b, int64_t step)
 {
     if (!b)
@@ -213,6 +261,8 @@ int brine_maybe_save(brine *b, int64_t step)
         return brine__fail(&b->err, BRINE_EINVAL,
                            "brine_maybe_save: step %" PRId64 " is not in 0..%" PRId64, step,
                            BRINE_MAX_STEP);
+    if (b->coll)
+        return maybe_save_group(b, step);
     if (b->signals_installed && pending)
         return save_for_signal(b, step);
 

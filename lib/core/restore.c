@@ -14,6 +14,7 @@
 #include "../io/dir_scan.h"
 #include "async.h"
 #include "checkpoint.h"
+#include "coll.h"
 #include "core.h"
 #include "match.h"
 #include "reader.h"
@@ -364,8 +365,75 @@ static void append_reason(char *all, size_t n, const char *reason)
  */
 typedef int (*attempt_fn)(brine *b, const char *file, int64_t step, void *arg, int *dirty);
 
-static int newest_that_works(brine *b, attempt_fn attempt, void *arg, const char *verb)
+/*
+ * newest_that_works for a group (docs/mpi.md): rank 0 names each candidate,
+ * newest first; every rank checks its own file against the manifest and
+ * makes its attempt; the first candidate every rank accepts wins, so the
+ * ranks fall back together.  undo (may be NULL) forgets a successful attempt
+ * that another rank's failure overrules.
+ */
+static int newest_collective(brine *b, attempt_fn attempt, void *arg, void (*undo)(void *),
+                             const char *verb)
 {
+    int rc = 0, first_rc = 0, dirty = 0;
+    size_t cursor = 0;
+    int tried = 0;
+    char reasons[BRINE_ERRMSG_MAX] = "";
+    brine_h5_quiet quiet;
+
+    brine_h5__quiet_begin(&quiet);
+    for (;;) {
+        int64_t step = -1;
+        char file[4096], ranks[256], why[BRINE_ERRMSG_MAX + 128];
+        int wrote = 0;
+        if ((rc = brine_coll__next_candidate(b, &cursor, &step)))
+            goto done;
+        if (step < 0)
+            break;
+        tried++;
+        int frc = brine_coll__check_rank_file(b, step, file, sizeof file);
+        if (frc == 0)
+            frc = attempt(b, file, step, arg, &wrote);
+        dirty |= wrote;
+        int agreed = 0;
+        if ((rc = brine_coll__agree(b, frc, &agreed, ranks, sizeof ranks)))
+            goto done;
+        if (agreed == 0) {
+            brine__error_clear(&b->err);
+            goto done;
+        }
+        if (frc == 0 && undo)
+            undo(arg);
+        if (!first_rc)
+            first_rc = agreed;
+        if (frc)
+            snprintf(why, sizeof why, "%s", b->err.msg);
+        else
+            snprintf(why, sizeof why, "%s-%012" PRId64 ": rank%s %s could not use it", b->prefix,
+                     step, strchr(ranks, ',') ? "s" : "", ranks);
+        append_reason(reasons, sizeof reasons, why);
+        if (agreed == BRINE_ENOMEM)
+            break;
+    }
+    if (!tried) {
+        rc = brine__fail(&b->err, BRINE_ENOTFOUND,
+                         "no checkpoint directory named %s-<step> in %s (rank 0 looked)", b->prefix,
+                         b->dir);
+        goto done;
+    }
+    rc = brine__fail(&b->err, first_rc, "no checkpoint in %s could be %s by every one of the %d ranks%s: %s",
+                     b->dir, verb, b->coll->size,
+                     dirty ? " (registered memory was partly overwritten)" : "", reasons);
+done:
+    brine_h5__quiet_end(&quiet);
+    return rc;
+}
+
+static int newest_that_works(brine *b, attempt_fn attempt, void *arg, void (*undo)(void *),
+                             const char *verb)
+{
+    if (b->coll)
+        return newest_collective(b, attempt, arg, undo, verb);
     int rc = 0, first_rc = 0, dirty = 0;
     brine_ckpt_entry *list = NULL;
     size_t n = 0;
@@ -426,7 +494,7 @@ int brine_restore(brine *b, int64_t *step)
     if (rc)
         return rc;
     int64_t got = 0;
-    rc = newest_that_works(b, attempt_restore, &got, "restored");
+    rc = newest_that_works(b, attempt_restore, &got, NULL, "restored");
     if (rc == 0 && step)
         *step = got;
     return rc;
@@ -444,6 +512,14 @@ static int attempt_open(brine *b, const char *file, int64_t file_step, void *arg
                               BRINE_READER_VERIFY, &b->err);
 }
 
+/* Another rank could not open its file of the same checkpoint: this rank's reader goes. */
+static void close_opened(void *arg)
+{
+    brine_reader **out = arg;
+    brine_reader_close(*out);
+    *out = NULL;
+}
+
 int brine_restore_begin(brine *b, brine_reader **out, int64_t *step)
 {
     if (!b)
@@ -456,7 +532,7 @@ int brine_restore_begin(brine *b, brine_reader **out, int64_t *step)
     int rc = brine_async__settle(b, 0);
     if (rc)
         return rc;
-    rc = newest_that_works(b, attempt_open, out, "opened");
+    rc = newest_that_works(b, attempt_open, out, close_opened, "opened");
     if (rc == 0 && step)
         *step = brine_reader_step(*out);
     return rc;

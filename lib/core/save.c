@@ -4,7 +4,9 @@
  * table, so asynchronous saves (async.c) run the same code on their snapshot.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/alloc.h"
 #include "../common/text.h"
@@ -15,6 +17,7 @@
 #include "../io/h5_vfd.h"
 #include "../io/publish.h"
 #include "async.h"
+#include "coll.h"
 #include "core.h"
 #include "save.h"
 
@@ -195,26 +198,19 @@ void brine_save__started(brine *b)
         b->last_save_time = brine_policy__now(b);
 }
 
-int brine_save__write(const brine *b, const brine_save_state *s, int64_t step, brine_error *err)
+/*
+ * Encodes s, writes it to tmp and publishes it as final in dir (fsync,
+ * rename, directory fsync).  On a failure tmp is gone; err has the cause.
+ */
+static int write_publish(const brine *b, const brine_save_state *s, int64_t step, const char *tmp,
+                         const char *final, const char *dir, brine_error *err)
 {
     int rc = 0;
     brine_pickle_enc enc;
     uint8_t *stream = NULL;
     size_t len = 0, narrays = 0;
     size_t *order = NULL;
-    char final[4096], tmp[4096];
-    brine_h5_quiet quiet;
     int tmp_exists = 0;
-
-    brine__error_clear(err);
-    if ((rc = brine_publish__paths(final, sizeof final, tmp, sizeof tmp, b->dir, b->prefix, step,
-                                   err)))
-        return rc;
-
-    brine_h5__quiet_begin(&quiet);
-    /* Leftovers of a killed writer: they are not checkpoints, only lost space. */
-    brine_error ignored;
-    brine_scan__remove_temps(b->io, b->alloc, b->dir, b->prefix, &ignored);
 
     if (s->nvars && !(order = brine__calloc(b->alloc, s->nvars, sizeof *order))) {
         rc = brine__fail(err, BRINE_ENOMEM, "out of memory");
@@ -229,21 +225,69 @@ int brine_save__write(const brine *b, const brine_save_state *s, int64_t step, b
     tmp_exists = 1;
     if ((rc = write_file(b, s, tmp, step, stream, len, order, narrays, err)))
         goto done;
-    if ((rc = brine_publish__commit(b->io, tmp, final, b->dir, err)))
+    if ((rc = brine_publish__commit(b->io, tmp, final, dir, err)))
         goto done;
     tmp_exists = 0;
+done:
+    if (rc && tmp_exists)
+        brine_publish__discard(b->io, tmp);
+    brine__free(b->alloc, stream);
+    brine__free(b->alloc, order);
+    return rc;
+}
+
+int brine_save__write(const brine *b, const brine_save_state *s, int64_t step, brine_error *err)
+{
+    int rc = 0;
+    char final[4096], tmp[4096];
+    brine_h5_quiet quiet;
+
+    brine__error_clear(err);
+    if ((rc = brine_publish__paths(final, sizeof final, tmp, sizeof tmp, b->dir, b->prefix, step,
+                                   err)))
+        return rc;
+
+    brine_h5__quiet_begin(&quiet);
+    /* Leftovers of a killed writer: they are not checkpoints, only lost space. */
+    brine_error ignored;
+    brine_scan__remove_temps(b->io, b->alloc, b->dir, b->prefix, &ignored);
+    if ((rc = write_publish(b, s, step, tmp, final, b->dir, err)))
+        goto done;
     /* Rotation is cleanup: a deletion that fails is retried by the next save. */
     brine_scan__rotate_every(b->io, b->alloc, b->dir, b->prefix, b->opts.keep_last,
                              b->opts.keep_every, step, &ignored);
 done:
-    if (rc) {
-        if (tmp_exists)
-            brine_publish__discard(b->io, tmp);
+    if (rc)
         brine__error_prefix(err, "saving step %" PRId64 " to %s: ", step, b->dir);
-    }
     brine_h5__quiet_end(&quiet);
-    brine__free(b->alloc, stream);
-    brine__free(b->alloc, order);
+    return rc;
+}
+
+int brine_save__write_rank(const brine *b, const brine_save_state *s, int64_t step,
+                           const char *tmpdir, uint64_t *size, uint32_t *crc, brine_error *err)
+{
+    int rc = 0;
+    char final[4096], tmp[4096];
+    brine_h5_quiet quiet;
+    const int rank = b->coll->rank;
+
+    brine__error_clear(err);
+    *size = 0;
+    *crc = 0;
+    const int n = snprintf(final, sizeof final, "%s/rank-%d.h5", tmpdir, rank);
+    const int m = snprintf(tmp, sizeof tmp, "%s/.rank-%d.h5.tmp-%ld", tmpdir, rank, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof final || m < 0 || (size_t)m >= sizeof tmp)
+        return brine__fail(err, BRINE_EINVAL, "saving step %" PRId64 " to %s (rank %d): the path "
+                           "of the rank's file in %s is too long", step, b->dir, rank, tmpdir);
+    brine_h5__quiet_begin(&quiet);
+    if ((rc = write_publish(b, s, step, tmp, final, tmpdir, err)))
+        goto done;
+    /* What the manifest records, read back from the file as it is now on disk. */
+    rc = brine_coll__file_crc(b->io, final, size, crc, err);
+done:
+    if (rc)
+        brine__error_prefix(err, "saving step %" PRId64 " to %s (rank %d): ", step, b->dir, rank);
+    brine_h5__quiet_end(&quiet);
     return rc;
 }
 
@@ -253,12 +297,24 @@ int brine_save(brine *b, int64_t step)
     if (!b)
         return BRINE_EINVAL;
     brine__error_clear(&b->err);
-    if ((rc = brine_save__check(b, step, "brine_save")))
-        return rc;
+    const int check_rc = brine_save__check(b, step, "brine_save");
+    /* In a group a rank's own bad state still takes part in the agreement, which fails
+     * everywhere; a bad step is every rank's, and fails on every rank without it. */
+    if (check_rc && (!b->coll || step < 0 || step > BRINE_MAX_STEP))
+        return check_rc;
     /* One save at a time, and a background failure is reported before anything else is done. */
     if ((rc = brine_async__settle(b, (b->opts.async_flags & BRINE_ASYNC_NOWAIT) != 0)))
         return rc;
-    brine_save__started(b);
     const brine_save_state s = {b->vars, b->nvars, b->attrs, b->nattrs, b->opts.threads};
-    return brine_save__write(b, &s, step, &b->err);
+    if (check_rc)
+        return brine_coll__save(b, &s, step, check_rc);
+    brine_save__started(b);
+    return brine_save__sync(b, &s, step);
+}
+
+int brine_save__sync(brine *b, const brine_save_state *s, int64_t step)
+{
+    if (b->coll)
+        return brine_coll__save(b, s, step, 0);
+    return brine_save__write(b, s, step, &b->err);
 }

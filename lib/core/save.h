@@ -52,6 +52,58 @@ void brine_save__started(brine *b);
  */
 int brine_save__write(const brine *b, const brine_save_state *s, int64_t step, brine_error *err);
 
+/**
+ * A synchronous save of s on the caller's thread: brine_save__write, or
+ * the collective save (brine_coll__save) when b has a group.  Errors in b->err.
+ */
+int brine_save__sync(brine *b, const brine_save_state *s, int64_t step);
+
+/**
+ * The rank's part of a collective save: writes s as "rank-<r>.h5" in the
+ * checkpoint's temporary directory tmpdir (temporary name, fsync, rename,
+ * fsync of tmpdir; no leftover removal, no rotation), then reads it back
+ * for the manifest's *size and CRC-32 *crc.  Same thread contract as
+ * brine_save__write: a background thread may run it.  A failure's message
+ * starts "saving step N to DIR (rank R): ".
+ * @return 0, BRINE_ENOMEM, BRINE_EIO, BRINE_ENOSPC or BRINE_EHDF5.
+ */
+int brine_save__write_rank(const brine *b, const brine_save_state *s, int64_t step,
+                           const char *tmpdir, uint64_t *size, uint32_t *crc, brine_error *err);
+
+/* ---- The collective commit (coll.c, docs/mpi.md); every call collective over b->coll. ---- */
+
+/**
+ * A whole collective save of s: brine_coll__prepare, brine_save__write_rank,
+ * brine_coll__finish.  0 on every rank or an error on every rank (b->err).
+ * local_rc non-zero: this rank already failed (its message in b->err); it
+ * writes nothing but takes part, so that every rank fails together.
+ */
+int brine_coll__save(brine *b, const brine_save_state *s, int64_t step, int local_rc);
+
+/**
+ * Rank 0 removes leftover temporary checkpoint directories of the prefix
+ * and creates this save's, "<dir>/.<prefix>-<step 12 digits>.tmp-<nonce>";
+ * its name (or failure) is broadcast, so every rank gets tmpdir (cap bytes)
+ * or the same error in b->err.
+ */
+int brine_coll__prepare(brine *b, int64_t step, char *tmpdir, size_t cap);
+
+/**
+ * The agreement and commit: every rank passes the outcome of its own write
+ * (local_rc, with its message in *err when it failed; its file's size and
+ * crc when it succeeded).  When every rank succeeded, rank 0 writes the
+ * manifest, renames tmpdir to "<dir>/<prefix>-<step>" (directory fsyncs),
+ * and rotates; otherwise it removes tmpdir.  Every rank gets the outcome:
+ * 0, or an error in err (a rank's own failure keeps its message; the others
+ * name the failing ranks).
+ */
+int brine_coll__finish(brine *b, int64_t step, const char *tmpdir, int local_rc, uint64_t size,
+                       uint32_t crc, brine_error *err);
+
+/** Size and CRC-32 of the whole file at path, read through io.  0 or BRINE_EIO. */
+int brine_coll__file_crc(const brine_io_methods *io, const char *path, uint64_t *size, uint32_t *crc,
+                         brine_error *err);
+
 /** Encodes the scalar of dtype at p (aligned for its type) as Python's value (bool, int, float, complex). */
 void brine_save__encode_scalar(brine_pickle_enc *e, brine_dtype dtype, const void *p);
 

@@ -21,29 +21,56 @@ function that only builds arrays, dtypes and scalars) raises
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List as _List, Optional
+from typing import Any, Callable, Dict, List as _List, Optional
 
 from ._checkpoint import FORMAT_VERSION, Checkpoint, Group, load_file, open_file
-from ._directory import CheckpointInfo, list_checkpoints, newest_that_verifies
+from ._directory import CheckpointInfo, _committed, list_checkpoints, newest_that_verifies
 from ._errors import (BrineError, CorruptCheckpointError, UnsafeCheckpointError,
                       UnsupportedVersionError)
 from ._compare import diff
 from ._lazy import LazyArray
+from . import _mpi
 from ._run import Run, RunEntry, Series, SkippedCheckpointWarning
 from ._save import save
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FORMAT_VERSION", "load", "open", "list", "save", "diff",
+    "FORMAT_VERSION", "load", "open", "list", "save", "diff", "concat",
     "Checkpoint", "Group", "LazyArray", "CheckpointInfo",
     "Run", "RunEntry", "Series", "SkippedCheckpointWarning",
     "BrineError", "CorruptCheckpointError", "UnsafeCheckpointError", "UnsupportedVersionError",
 ]
 
 
+def _multirank_or_file(path: str, prefix: Optional[str], rank: Optional[int],
+                       on_dir: Callable[[str], Any], on_file: Callable[[str], Any]) -> Any:
+    """Dispatches path: a multi-rank checkpoint, a run directory, or a file (docs/mpi.md)."""
+    if os.path.isdir(path):
+        if _mpi.is_multirank(path):
+            return on_dir(path)
+        # Checkpoint files first, as before multi-rank checkpoints existed.
+        if not _committed(path, prefix) and _mpi.multirank_dirs(path, prefix):
+            return _mpi.newest_multirank(path, on_dir, prefix=prefix)
+        if rank is not None:
+            raise ValueError(f"{path}: rank={rank} given, but its checkpoints are single files")
+        return newest_that_verifies(path, on_file, prefix=prefix)
+    if rank is not None:
+        raise ValueError(f"{path}: rank={rank} given, but it is a single-file checkpoint")
+    return on_file(path)
+
+
+def _ranks(cdir: str, rank: Optional[int], one: Callable[[str], Any]) -> Any:
+    """one(rank file) for rank, or for every rank (a list) when rank is None; files checked first."""
+    m = _mpi.read_manifest(cdir)
+    if rank is not None:
+        return one(_mpi.rank_file(m, rank))
+    files = [_mpi.rank_file(m, r) for r in range(m.nranks)]
+    return [one(f) for f in files]
+
+
 def load(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None,
-         progress: Optional[bool] = None) -> Dict[str, Any]:
+         progress: Optional[bool] = None, rank: Optional[int] = None) -> Any:
     """Loads a checkpoint's whole state into memory.
 
     Parameters
@@ -82,15 +109,23 @@ def load(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None,
 
     For a directory where no checkpoint verifies, the newest checkpoint's
     error is raised with every file's reason in its message.
+
+    Multi-rank checkpoints (written by brine_open_mpi, docs/mpi.md): path may
+    be one checkpoint directory (``<prefix>-<step>`` with a manifest) or a
+    run directory holding them (when it holds no checkpoint file); every
+    rank's file is checked against the manifest's size and CRC-32, and the
+    result is a list of per-rank states in rank order, or the state of
+    ``rank`` when given.  A run directory falls back to older checkpoints
+    as for files.  ``rank`` on a single-file checkpoint is a ValueError;
+    a rank outside the checkpoint's an IndexError.
     """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        return newest_that_verifies(path, lambda p: load_file(p, progress=progress),
-                                    prefix=prefix)
-    return load_file(path, progress=progress)
+    one = lambda p: load_file(p, progress=progress)  # noqa: E731
+    return _multirank_or_file(path, prefix, rank, lambda d: _ranks(d, rank, one), one)
 
 
-def open(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None) -> Checkpoint:
+def open(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None,
+         rank: Optional[int] = None) -> Any:
     """Opens a checkpoint read-only, reading arrays only when they are indexed.
 
     Parameters
@@ -114,19 +149,24 @@ def open(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None) -> Che
     FileNotFoundError, CorruptCheckpointError, UnsafeCheckpointError, UnsupportedVersionError
         As :func:`load`; reading a damaged chunk later raises
         :class:`CorruptCheckpointError`.
+
+    A multi-rank checkpoint (or a run directory of them, as for
+    :func:`load`) opens rank ``rank``'s file, checked against the manifest;
+    without ``rank``, a list of every rank's :class:`Checkpoint`.
     """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        return newest_that_verifies(path, open_file, prefix=prefix)
-    return open_file(path)
+    return _multirank_or_file(path, prefix, rank, lambda d: _ranks(d, rank, open_file), open_file)
 
 
 def list(directory: "os.PathLike[str] | str", *,  # noqa: A001 (brine.list is the API)
          prefix: Optional[str] = None) -> _List[CheckpointInfo]:
     """Lists the committed checkpoints of a directory, sorted by step.
 
-    Only names ``<prefix>-<12 digits>.h5`` count; temporary files (starting
-    with ``.``) and anything else are ignored.  Files are not verified.
+    Only names ``<prefix>-<12 digits>.h5`` count, and directories
+    ``<prefix>-<12 digits>`` with a manifest whose checksum verifies
+    (multi-rank checkpoints, docs/mpi.md: their entries' ``ranks`` is the
+    rank count); temporary files and directories (starting with ``.``) and
+    anything else are ignored.  Rank files are not verified.
 
     Parameters
     ----------
@@ -145,3 +185,30 @@ def list(directory: "os.PathLike[str] | str", *,  # noqa: A001 (brine.list is th
         The directory does not exist or is not one.
     """
     return list_checkpoints(directory, prefix=prefix)
+
+
+def concat(states: Any, name: str, *, axis: int = 0) -> Any:
+    """Concatenates a variable across the ranks of a multi-rank checkpoint.
+
+    Parameters
+    ----------
+    states : list of dict, or str or os.PathLike
+        Per-rank states (``brine.load`` of a multi-rank checkpoint), or a
+        path that ``brine.load`` turns into them.
+    name : str
+        The variable's hierarchical name, such as ``"field/T"``.
+    axis : int
+        The axis the ranks' parts are joined along.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    KeyError
+        A rank lacks the variable.
+    ValueError
+        The parts do not fit together, or the path is a single-file checkpoint.
+    """
+    return _mpi.concat(states, name, axis=axis, load=load)

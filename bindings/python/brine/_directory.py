@@ -11,6 +11,7 @@ from typing import Callable, List, Optional, Tuple, TypeVar
 import h5py
 
 from ._errors import BrineError
+from ._mpi import multirank_dirs, read_manifest
 
 __all__ = ["CHECKPOINT_NAME", "CheckpointInfo", "list_checkpoints", "newest_that_verifies"]
 
@@ -35,12 +36,18 @@ class CheckpointInfo:
     created : str
         The file's ``created`` attribute (UTC, ``YYYY-MM-DDTHH:MM:SSZ``), or
         "" when it cannot be read: listing does not verify files.
+    ranks : int
+        1 for a checkpoint file; for a multi-rank checkpoint (a directory
+        written by brine_open_mpi, docs/mpi.md) the number of ranks, and
+        then path is the directory, size the sum of its rank files' sizes
+        (from the manifest) and created rank 0's.
     """
 
     path: str
     step: int
     size: int
     created: str
+    ranks: int = 1
 
 
 def _created_of(path: str) -> str:
@@ -55,8 +62,18 @@ def _created_of(path: str) -> str:
 def list_checkpoints(directory: "os.PathLike[str] | str", *,
                      prefix: Optional[str] = None) -> List[CheckpointInfo]:
     """Lists the committed checkpoints of a directory (see :func:`brine.list`)."""
-    return [CheckpointInfo(path=p, step=step, size=size, created=_created_of(p))
-            for step, p, size in _committed(directory, prefix)]
+    infos = [CheckpointInfo(path=p, step=step, size=size, created=_created_of(p))
+             for step, p, size in _committed(directory, prefix)]
+    for step, p in multirank_dirs(directory, prefix):
+        try:
+            m = read_manifest(p)
+        except (BrineError, OSError):
+            continue  # no valid manifest: not committed (a killed save's, or damaged)
+        infos.append(CheckpointInfo(path=p, step=step, size=sum(f[1] for f in m.files),
+                                    created=_created_of(os.path.join(p, m.files[0][0])),
+                                    ranks=m.nranks))
+    infos.sort(key=lambda i: (i.step, os.path.basename(i.path)))
+    return infos
 
 
 def _committed(directory: "os.PathLike[str] | str",
