@@ -5,6 +5,7 @@
  * diff is in cli_diff.c, export in cli_export.c and cli_npz.c.
  */
 #include <getopt.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -205,6 +206,80 @@ static int open_reader(brine_reader **r, const char *path, unsigned flags)
     return brine_reader_open(r, path, NULL, flags);
 }
 
+int cli_is_ckptdir(const char *path)
+{
+    struct stat st;
+    int nranks = 0;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+           brine_manifest_read(path, NULL, NULL, &nranks, NULL, 0) != BRINE_EINVAL;
+}
+
+int cli_rank_path(const char *cmd, const char *path, int rank, char *out, size_t cap)
+{
+    if (!cli_is_ckptdir(path)) {
+        if (rank >= 0)
+            return cli_error(CLI_TROUBLE, cmd, "--rank %d: %s is not a multi-rank checkpoint directory", rank, path);
+        snprintf(out, cap, "%s", path);
+        return CLI_OK;
+    }
+    if (rank < 0)
+        rank = 0;
+    const int rc = brine_rank_file_check(path, rank, NULL);
+    if (rc)
+        return cli_error(rc == BRINE_ENOTFOUND ? CLI_TROUBLE : cli_exit_of(rc), cmd, "%s", brine_open_errmsg());
+    const int n = snprintf(out, cap, "%s/rank-%d.h5", path, rank);
+    if (n < 0 || (size_t)n >= cap)
+        return cli_error(CLI_TROUBLE, cmd, "the path of rank %d's file in %s is too long", rank, path);
+    return CLI_OK;
+}
+
+int cli_parse_rank(const char *cmd, const char *s, int *out)
+{
+    char *end;
+    const long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 0 || v > 1000000000)
+        return cli_error(CLI_TROUBLE, cmd, "--rank '%s' is not an integer >= 0", s);
+    *out = (int)v;
+    return CLI_OK;
+}
+
+/*
+ * Status of a multi-rank checkpoint for ls: the manifest, then each rank file
+ * opened (with verify: its size and CRC-32 against the manifest, and every
+ * chunk), adding up the arrays' sizes.  0 ok, else the brine code with why.
+ */
+static int ls_multirank(const char *path, int verify, int *nranks, sizes *sz, char *why, size_t cap)
+{
+    *nranks = 0;
+    int rc = brine_manifest_read(path, NULL, NULL, nranks, NULL, 0);
+    if (rc) {
+        snprintf(why, cap, "%s", brine_open_errmsg());
+        return rc;
+    }
+    for (int k = 0; k < *nranks; k++) {
+        char file[4096];
+        brine_reader *r = NULL;
+        sizes one = {0, 0};
+        snprintf(file, sizeof file, "%s/rank-%d.h5", path, k);
+        if (verify && (rc = brine_rank_file_check(path, k, NULL))) {
+            snprintf(why, cap, "rank %d: %s", k, brine_open_errmsg());
+            return rc;
+        }
+        rc = open_reader(&r, file, verify ? BRINE_READER_VERIFY : 0);
+        if (!rc)
+            rc = array_sizes(r, &one);
+        if (rc) {
+            snprintf(why, cap, "rank %d: %s", k, r ? brine_reader_errmsg(r) : brine_open_errmsg());
+            brine_reader_close(r);
+            return rc;
+        }
+        brine_reader_close(r);
+        sz->data += one.data;
+        sz->stored += one.stored;
+    }
+    return 0;
+}
+
 int cli_ls(int argc, char **argv)
 {
     common_opts o;
@@ -234,7 +309,15 @@ int cli_ls(int argc, char **argv)
         const char *st = "incomplete";
         char why[2048] = "";
         sizes sz = {0, 0};
-        if (e.kind == BRINE_ENTRY_CHECKPOINT) {
+        int nranks = 1;
+        if (e.kind == BRINE_ENTRY_MULTIRANK) {
+            if (ls_multirank(e.path, o.verify, &nranks, &sz, why, sizeof why)) {
+                st = "corrupt";
+                status = CLI_FAIL;
+            } else {
+                st = "ok";
+            }
+        } else if (e.kind == BRINE_ENTRY_CHECKPOINT) {
             brine_reader *r = NULL;
             int orc = open_reader(&r, e.path, o.verify ? BRINE_READER_VERIFY : 0);
             if (!orc)
@@ -257,7 +340,14 @@ int cli_ls(int argc, char **argv)
             cli_json_kstr(&j, "path", e.path);
             cli_json_kstr(&j, "prefix", e.prefix);
             cli_json_kint(&j, "step", e.step);
-            cli_json_kstr(&j, "kind", e.kind == BRINE_ENTRY_CHECKPOINT ? "checkpoint" : "temporary");
+            cli_json_kstr(&j, "kind", e.kind == BRINE_ENTRY_CHECKPOINT  ? "checkpoint"
+                                      : e.kind == BRINE_ENTRY_MULTIRANK ? "multirank"
+                                                                        : "temporary");
+            cli_json_key(&j, "ranks");
+            if (e.kind == BRINE_ENTRY_TEMPORARY || nranks == 0)
+                cli_json_null(&j); /* unknown: no manifest (yet), or one that does not verify */
+            else
+                cli_json_int(&j, nranks);
             cli_json_kstr(&j, "created", created);
             cli_json_kuint(&j, "size", e.size);
             cli_json_kuint(&j, "array_bytes", sz.data);
@@ -279,8 +369,13 @@ int cli_ls(int argc, char **argv)
             char ratio[16] = "-";
             if (sz.stored)
                 snprintf(ratio, sizeof ratio, "%.2f", ratio_of(&sz));
-            printf("%012" PRId64 "  %-20s  %10s  %6s  %-10s  %s\n", e.step, created, size, ratio, st,
-                   e.name);
+            char ranks[48] = "";
+            if (e.kind == BRINE_ENTRY_MULTIRANK && nranks > 0)
+                snprintf(ranks, sizeof ranks, "/ (%d rank%s)", nranks, nranks == 1 ? "" : "s");
+            else if (e.kind == BRINE_ENTRY_MULTIRANK)
+                snprintf(ranks, sizeof ranks, "/");
+            printf("%012" PRId64 "  %-20s  %10s  %6s  %-10s  %s%s\n", e.step, created, size, ratio, st,
+                   e.name, ranks);
             if (why[0])
                 printf("    %s\n", why);
         }
@@ -591,6 +686,78 @@ static void verify_file(const char *path, verify_result *out)
     brine_reader_close(r);
 }
 
+/*
+ * Verifies a multi-rank checkpoint: its manifest, then every rank's file
+ * against it (size, CRC-32) and as a file; every failure names its rank.
+ */
+static void verify_multirank(const char *path, verify_result *out, verify_result *sub, int *nranks)
+{
+    memset(out, 0, sizeof *out);
+    out->ok = 1;
+    *nranks = 0;
+    int rc = brine_manifest_read(path, NULL, NULL, nranks, NULL, 0);
+    if (rc) {
+        add_error(out, brine_open_errmsg());
+        out->exit = cli_exit_of(rc);
+        return;
+    }
+    for (int k = 0; k < *nranks; k++) {
+        char file[4096], msg[1024];
+        snprintf(file, sizeof file, "%s/rank-%d.h5", path, k);
+        if ((rc = brine_rank_file_check(path, k, NULL))) {
+            snprintf(msg, sizeof msg, "rank %d: %.990s", k, brine_open_errmsg());
+            add_error(out, msg);
+            if (cli_exit_of(rc) > out->exit)
+                out->exit = cli_exit_of(rc);
+            continue;
+        }
+        verify_file(file, sub);
+        out->variables += sub->variables;
+        out->bytes += sub->bytes;
+        for (size_t e = 0; e < sub->nerrors && e < 16; e++) {
+            snprintf(msg, sizeof msg, "rank %d: %.990s", k, sub->errors[e]);
+            add_error(out, msg);
+        }
+        if (sub->exit > out->exit)
+            out->exit = sub->exit;
+    }
+}
+
+/* Prints one verified checkpoint (a file, or a multi-rank directory when nranks > 0). */
+static void verify_report(const char *path, const verify_result *res, int nranks, int json, cli_json *j)
+{
+    if (json) {
+        cli_json_object_begin(j);
+        cli_json_kstr(j, "path", path);
+        cli_json_kstr(j, "status", res->ok ? "ok" : res->exit == CLI_FAIL ? "corrupt" : "unreadable");
+        cli_json_key(j, "ranks");
+        if (nranks >= 0)
+            cli_json_int(j, nranks ? nranks : 1);
+        else
+            cli_json_null(j); /* a manifest that does not verify */
+        cli_json_kuint(j, "variables", res->variables);
+        cli_json_kuint(j, "array_bytes", res->bytes);
+        cli_json_key(j, "errors");
+        cli_json_array_begin(j);
+        for (size_t k = 0; k < res->nerrors && k < 16; k++)
+            cli_json_string(j, res->errors[k]);
+        cli_json_array_end(j);
+        cli_json_object_end(j);
+    } else if (res->ok) {
+        char b[24], ranks[32] = "";
+        cli_human_size(b, sizeof b, res->bytes);
+        if (nranks > 0)
+            snprintf(ranks, sizeof ranks, "%d rank%s, ", nranks, nranks == 1 ? "" : "s");
+        printf("%s: ok (%s%zu variables, %s of arrays verified)\n", path, ranks, res->variables, b);
+    } else {
+        printf("%s: %s\n", path, res->exit == CLI_FAIL ? "CORRUPT" : "UNREADABLE");
+        for (size_t k = 0; k < res->nerrors && k < 16; k++)
+            printf("  %s\n", res->errors[k]);
+        if (res->nerrors > 16)
+            printf("  ... and %zu more\n", res->nerrors - 16);
+    }
+}
+
 int cli_verify(int argc, char **argv)
 {
     common_opts o;
@@ -598,7 +765,7 @@ int cli_verify(int argc, char **argv)
     if (first < 0)
         return first == -2 ? CLI_OK : CLI_TROUBLE;
     int status = CLI_OK;
-    verify_result *res = malloc(sizeof *res);
+    verify_result *res = malloc(2 * sizeof *res), *sub = res + 1;
     if (!res)
         return cli_error(CLI_TROUBLE, "verify", "out of memory");
     cli_json j;
@@ -613,6 +780,14 @@ int cli_verify(int argc, char **argv)
         brine_listing *l = NULL;
         size_t count = 1;
         int is_dir = 0;
+        if (cli_is_ckptdir(argv[a])) {
+            int nranks = 0;
+            verify_multirank(argv[a], res, sub, &nranks);
+            if (res->exit > status)
+                status = res->exit;
+            verify_report(argv[a], res, nranks ? nranks : -1, o.json, &j);
+            continue;
+        }
         if (brine_list(&l, argv[a], o.prefix, NULL) == 0) {
             is_dir = 1;
             count = brine_listing_count(l);
@@ -633,36 +808,22 @@ int cli_verify(int argc, char **argv)
                     cli_json_kstr(&j, "status", "incomplete");
                     cli_json_object_end(&j);
                 } else {
-                    printf("%s: incomplete (temporary file), not verified\n", path);
+                    printf("%s: incomplete (temporary %s), not verified\n", path,
+                           strstr(e.name, ".h5.tmp-") ? "file" : "directory");
                 }
                 continue;
             }
-            verify_file(path, res);
+            int nranks = 0;
+            if (is_dir && e.kind == BRINE_ENTRY_MULTIRANK) {
+                verify_multirank(path, res, sub, &nranks);
+                if (!nranks)
+                    nranks = -1;
+            } else {
+                verify_file(path, res);
+            }
             if (res->exit > status)
                 status = res->exit;
-            if (o.json) {
-                cli_json_object_begin(&j);
-                cli_json_kstr(&j, "path", path);
-                cli_json_kstr(&j, "status", res->ok ? "ok" : res->exit == CLI_FAIL ? "corrupt" : "unreadable");
-                cli_json_kuint(&j, "variables", res->variables);
-                cli_json_kuint(&j, "array_bytes", res->bytes);
-                cli_json_key(&j, "errors");
-                cli_json_array_begin(&j);
-                for (size_t k = 0; k < res->nerrors && k < 16; k++)
-                    cli_json_string(&j, res->errors[k]);
-                cli_json_array_end(&j);
-                cli_json_object_end(&j);
-            } else if (res->ok) {
-                char b[24];
-                cli_human_size(b, sizeof b, res->bytes);
-                printf("%s: ok (%zu variables, %s of arrays verified)\n", path, res->variables, b);
-            } else {
-                printf("%s: %s\n", path, res->exit == CLI_FAIL ? "CORRUPT" : "UNREADABLE");
-                for (size_t k = 0; k < res->nerrors && k < 16; k++)
-                    printf("  %s\n", res->errors[k]);
-                if (res->nerrors > 16)
-                    printf("  ... and %zu more\n", res->nerrors - 16);
-            }
+            verify_report(path, res, nranks, o.json, &j);
         }
         brine_listing_free(l);
     }
