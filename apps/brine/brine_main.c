@@ -109,10 +109,15 @@ void cli_progress_end(cli_progress *p)
 typedef struct common_opts {
     int json;
     int verify;
+    int rank; /* --rank, -1 when not given */
     const char *prefix;
 } common_opts;
 
-enum { OPT_JSON = 256, OPT_PREFIX, OPT_VERIFY, OPT_KEEP_LAST, OPT_KEEP_EVERY };
+enum { OPT_JSON = 256, OPT_PREFIX, OPT_VERIFY, OPT_KEEP_LAST, OPT_KEEP_EVERY, OPT_RANK };
+
+/* parse_common's allow: which of the options not every command has. */
+#define ALLOW_VERIFY 1
+#define ALLOW_RANK 2
 
 /* Per-variable facts of an open checkpoint: logical bytes of its arrays and what they take on disk. */
 typedef struct sizes {
@@ -168,15 +173,17 @@ static const char ls_help[] =
  * operands (exactly min_operands unless many); returns the index of the first
  * operand, or -1 (usage, printed), -2 (--help, printed).
  */
-static int parse_common(int argc, char **argv, common_opts *o, const char *help, int allow_verify,
+static int parse_common(int argc, char **argv, common_opts *o, const char *help, int allow,
                         int min_operands, int many)
 {
     static const struct option longopts[] = {{"json", no_argument, NULL, OPT_JSON},
                                               {"prefix", required_argument, NULL, OPT_PREFIX},
                                               {"verify", no_argument, NULL, OPT_VERIFY},
+                                              {"rank", required_argument, NULL, OPT_RANK},
                                               {"help", no_argument, NULL, 'h'},
                                               {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
+    o->rank = -1;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -184,9 +191,15 @@ static int parse_common(int argc, char **argv, common_opts *o, const char *help,
         case OPT_JSON: o->json = 1; break;
         case OPT_PREFIX: o->prefix = optarg; break;
         case OPT_VERIFY:
-            if (!allow_verify)
+            if (!(allow & ALLOW_VERIFY))
                 goto usage;
             o->verify = 1;
+            break;
+        case OPT_RANK:
+            if (!(allow & ALLOW_RANK))
+                goto usage;
+            if (cli_parse_rank(argv[0], optarg, &o->rank))
+                return -1;
             break;
         case 'h': fputs(help, stdout); return -2;
         default: goto usage;
@@ -214,7 +227,7 @@ int cli_is_ckptdir(const char *path)
            brine_manifest_read(path, NULL, NULL, &nranks, NULL, 0) != BRINE_EINVAL;
 }
 
-int cli_rank_path(const char *cmd, const char *path, int rank, char *out, size_t cap)
+int cli_rank_path(const char *cmd, const char *path, int rank, int default_rank, char *out, size_t cap)
 {
     if (!cli_is_ckptdir(path)) {
         if (rank >= 0)
@@ -223,7 +236,16 @@ int cli_rank_path(const char *cmd, const char *path, int rank, char *out, size_t
         return CLI_OK;
     }
     if (rank < 0)
-        rank = 0;
+        rank = default_rank;
+    if (rank < 0) {
+        int nranks = 0;
+        const int rc = brine_manifest_read(path, NULL, NULL, &nranks, NULL, 0);
+        if (rc)
+            return cli_error(cli_exit_of(rc), cmd, "%s", brine_open_errmsg());
+        return cli_error(CLI_TROUBLE, cmd, "%s is a multi-rank checkpoint of %d rank%s: choose one with --rank R "
+                         "(0 to %d), or give a rank file, %s/rank-<R>.h5", path, nranks, nranks == 1 ? "" : "s",
+                         nranks - 1, path);
+    }
     const int rc = brine_rank_file_check(path, rank, NULL);
     if (rc)
         return cli_error(rc == BRINE_ENOTFOUND ? CLI_TROUBLE : cli_exit_of(rc), cmd, "%s", brine_open_errmsg());
@@ -283,7 +305,7 @@ static int ls_multirank(const char *path, int verify, int *nranks, sizes *sz, ch
 int cli_ls(int argc, char **argv)
 {
     common_opts o;
-    int first = parse_common(argc, argv, &o, ls_help, 1, 1, 0);
+    int first = parse_common(argc, argv, &o, ls_help, ALLOW_VERIFY, 1, 0);
     if (first < 0)
         return first == -2 ? CLI_OK : CLI_TROUBLE;
     const char *dir = argv[first];
@@ -396,13 +418,18 @@ int cli_ls(int argc, char **argv)
 
 static const char info_help[] =
     "usage: brine info [--json] FILE\n"
+    "       brine info [--json] [--rank R] CKPTDIR\n"
     "\n"
     "Shows a checkpoint's format version, step, metadata attributes and a table\n"
     "of its variables: name, kind, dtype, shape, order, bytes, stored bytes,\n"
     "compression ratio and storage (the stream, or chunks and filters).  Reads\n"
     "metadata only: no array data (use brine verify for that).\n"
+    "A multi-rank checkpoint directory (CKPTDIR, <prefix>-<step>/) shows its\n"
+    "manifest (step, rank count, each rank file's size and CRC-32), then the\n"
+    "above for one rank's file, checked against the manifest first: rank 0, or R.\n"
     "\n"
     "  --json      one JSON document on stdout\n"
+    "  --rank R    with CKPTDIR: the rank whose file is shown (default 0)\n"
     "\n"
     "Exit status: 0 ok, 1 the file is corrupt, 2 usage or I/O error.\n";
 
@@ -456,19 +483,40 @@ static const char *dtype_name(int dtype)
 int cli_info(int argc, char **argv)
 {
     common_opts o;
-    int first = parse_common(argc, argv, &o, info_help, 0, 1, 0);
+    int first = parse_common(argc, argv, &o, info_help, ALLOW_RANK, 1, 0);
     if (first < 0)
         return first == -2 ? CLI_OK : CLI_TROUBLE;
-    const char *path = argv[first];
-    brine_reader *r = NULL;
-    int rc = open_reader(&r, path, 0);
+    const char *ckptdir = cli_is_ckptdir(argv[first]) ? argv[first] : NULL;
+    char file[4096];
+    int64_t mstep = -1;
+    int nranks = 0, rank = o.rank < 0 ? 0 : o.rank;
+    brine_rank_file *ranks = NULL;
+    int rc = cli_rank_path("info", argv[first], o.rank, 0, file, sizeof file);
     if (rc)
+        return rc;
+    if (ckptdir) {
+        /* Verified once by cli_rank_path; read again for the table of every rank. */
+        if ((rc = brine_manifest_read(ckptdir, NULL, &mstep, &nranks, NULL, 0)) ||
+            !(ranks = calloc((size_t)nranks, sizeof *ranks)) ||
+            (rc = brine_manifest_read(ckptdir, NULL, &mstep, &nranks, ranks, (size_t)nranks))) {
+            free(ranks);
+            return rc ? cli_error(cli_exit_of(rc), "info", "%s", brine_open_errmsg())
+                      : cli_error(CLI_TROUBLE, "info", "out of memory");
+        }
+    }
+    const char *path = file;
+    brine_reader *r = NULL;
+    rc = open_reader(&r, path, 0);
+    if (rc) {
+        free(ranks);
         return cli_error(cli_exit_of(rc), "info", "%s", brine_open_errmsg());
+    }
     brine_attr fmt;
     const int64_t format = brine_find_attr(r, "brine_format", &fmt) == 0 ? fmt.i : -1;
     const size_t n = brine_reader_count(r);
     brine_var_storage *st = calloc(n ? n : 1, sizeof *st);
     if (!st) {
+        free(ranks);
         brine_reader_close(r);
         return cli_error(CLI_TROUBLE, "info", "out of memory");
     }
@@ -485,6 +533,7 @@ int cli_info(int argc, char **argv)
     }
     if (rc) {
         cli_error(cli_exit_of(rc), "info", "%s", brine_reader_errmsg(r));
+        free(ranks);
         free(st);
         brine_reader_close(r);
         return cli_exit_of(rc);
@@ -493,6 +542,25 @@ int cli_info(int argc, char **argv)
         cli_json j;
         cli_json_init(&j, stdout);
         cli_json_object_begin(&j);
+        if (ckptdir) {
+            cli_json_kstr(&j, "checkpoint", ckptdir);
+            cli_json_kint(&j, "nranks", nranks);
+            cli_json_key(&j, "ranks");
+            cli_json_array_begin(&j);
+            for (int k = 0; k < nranks; k++) {
+                char name[32], crc[16];
+                snprintf(name, sizeof name, "rank-%d.h5", k);
+                snprintf(crc, sizeof crc, "%08" PRIx32, ranks[k].crc);
+                cli_json_object_begin(&j);
+                cli_json_kint(&j, "rank", k);
+                cli_json_kstr(&j, "file", name);
+                cli_json_kuint(&j, "size", ranks[k].size);
+                cli_json_kstr(&j, "crc32", crc);
+                cli_json_object_end(&j);
+            }
+            cli_json_array_end(&j);
+            cli_json_kint(&j, "rank", rank);
+        }
         cli_json_kstr(&j, "file", path);
         cli_json_kint(&j, "format", format);
         cli_json_kint(&j, "step", brine_reader_step(r));
@@ -564,6 +632,24 @@ int cli_info(int argc, char **argv)
         char a[24], b[24];
         cli_human_size(a, sizeof a, total.data);
         cli_human_size(b, sizeof b, total.stored);
+        if (ckptdir) {
+            uint64_t sum = 0;
+            for (int k = 0; k < nranks; k++)
+                sum += ranks[k].size;
+            cli_human_size(a, sizeof a, sum);
+            printf("checkpoint:  %s (multi-rank)\n", ckptdir);
+            printf("step:        %" PRId64 "\n", mstep);
+            printf("ranks:       %d, %s in all\n", nranks, a);
+            printf("  %-6s %-16s %10s  %s\n", "RANK", "FILE", "SIZE", "CRC-32");
+            for (int k = 0; k < nranks; k++) {
+                char name[32];
+                snprintf(name, sizeof name, "rank-%d.h5", k);
+                cli_human_size(a, sizeof a, ranks[k].size);
+                printf("  %-6d %-16s %10s  %08" PRIx32 "\n", k, name, a, ranks[k].crc);
+            }
+            printf("rank %d's file (size and CRC-32 checked; --rank R for another):\n", rank);
+            cli_human_size(a, sizeof a, total.data);
+        }
         printf("file:        %s\n", path);
         printf("format:      %" PRId64 "\n", format);
         printf("step:        %" PRId64 "\n", brine_reader_step(r));
@@ -605,6 +691,7 @@ int cli_info(int argc, char **argv)
                    bytes, stored, ratio, filters);
         }
     }
+    free(ranks);
     free(st);
     brine_reader_close(r);
     return CLI_OK;
@@ -953,7 +1040,7 @@ static const char main_help[] =
     "\n"
     "Checkpoints from the shell (docs/cli.md):\n"
     "  ls DIR               list checkpoints: step, created, size, ratio, status\n"
-    "  info FILE            format, metadata and the table of variables\n"
+    "  info FILE|CKPTDIR    format, metadata and the table of variables\n"
     "  verify FILE|DIR      check every checksum and the pickle stream\n"
     "  diff A B             which variables differ, and by how much\n"
     "  export FILE -o OUT   a standalone pickle (or .npz) for numpy without HDF5\n"

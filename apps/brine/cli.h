@@ -74,11 +74,12 @@ int cli_is_ckptdir(const char *path);
 
 /*
  * The file a command reads for path and --rank (rank < 0: not given): a
- * multi-rank checkpoint directory's rank file (rank 0 by default), checked
- * against the manifest (size and CRC-32); any other path as it is (--rank is
- * then an error).  Returns CLI_OK, or the exit code after saying why.
+ * multi-rank checkpoint directory's rank file (rank default_rank when not
+ * given; default_rank < 0: --rank is required), checked against the manifest
+ * (size and CRC-32); any other path as it is (--rank is then an error).
+ * Returns CLI_OK, or the exit code after saying why.
  */
-int cli_rank_path(const char *cmd, const char *path, int rank, char *out, size_t cap);
+int cli_rank_path(const char *cmd, const char *path, int rank, int default_rank, char *out, size_t cap);
 
 /* Parses --rank's value into *out; CLI_OK or CLI_TROUBLE (said). */
 int cli_parse_rank(const char *cmd, const char *s, int *out);

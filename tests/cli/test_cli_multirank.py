@@ -224,3 +224,92 @@ def test_verify_a_chunk_damaged_after_the_manifest_was_written(tmp_path):
     assert rc == 1
     (f,) = doc["files"]
     assert f["status"] == "corrupt" and f["errors"][0].startswith("rank 0: ") and "field/T" in f["errors"][0]
+
+
+# ------------------------------------------------------------------ info
+
+
+def test_info_checkpoint_directory_shows_manifest_and_a_rank(mpirun):
+    cdir = cdir_of(mpirun, 20)
+    sizes = [(cdir / f"rank-{r}.h5").stat().st_size for r in range(3)]
+    crcs = [f"{zlib.crc32((cdir / f'rank-{r}.h5').read_bytes()):08x}" for r in range(3)]
+    rc, out, err, _ = run("info", cdir)
+    assert rc == 0, err
+    assert f"checkpoint:  {cdir} (multi-rank)" in out and "step:        20" in out and "ranks:       3," in out
+    for r in range(3):
+        assert f"rank-{r}.h5" in out and crcs[r] in out
+    assert f"file:        {cdir}/rank-0.h5" in out and "field/T" in out
+    rc, _, _, doc = run("info", "--json", "--rank", "2", cdir, check_json=True)
+    assert rc == 0
+    assert doc["checkpoint"] == str(cdir) and doc["nranks"] == 3 and doc["rank"] == 2 and doc["step"] == 20
+    assert [x["size"] for x in doc["ranks"]] == sizes and [x["crc32"] for x in doc["ranks"]] == crcs
+    assert [x["file"] for x in doc["ranks"]] == ["rank-0.h5", "rank-1.h5", "rank-2.h5"]
+    assert doc["file"] == f"{cdir}/rank-2.h5"
+    names = {v["name"]: v for v in doc["variables"]}
+    assert names["ids"]["shape"] == [8] and names["field/T"]["shape"] == [20, 30]
+    # A rank file given directly is a normal checkpoint file.
+    rc, _, _, doc = run("info", "--json", cdir / "rank-1.h5", check_json=True)
+    assert rc == 0 and doc["file"] == str(cdir / "rank-1.h5") and "checkpoint" not in doc
+
+
+def test_info_checkpoint_directory_errors(tmp_path):
+    d = broken_run(tmp_path / "run")
+    rc, _, err, _ = run("info", "--rank", "3", cdir_of(d, 10))
+    assert rc == 2 and "has 3 ranks (0 to 2): there is no rank 3" in err
+    rc, _, err, _ = run("info", "--rank", "-1", cdir_of(d, 10))
+    assert rc == 2 and "--rank '-1' is not an integer >= 0" in err
+    rc, _, err, _ = run("info", "--rank", "0", cdir_of(d, 10) / "rank-0.h5")
+    assert rc == 2 and "is not a multi-rank checkpoint directory" in err
+    rc, _, err, _ = run("info", cdir_of(d, 20))
+    assert rc == 1 and "checksum mismatch" in err
+    rc, _, err, _ = run("info", "--rank", "1", cdir_of(d, 30))
+    assert rc == 1 and "rank-1.h5: the manifest records" in err
+    rc, _, err, _ = run("info", "--rank", "2", cdir_of(d, 40))
+    assert rc == 1 and "rank-2.h5 is missing" in err
+    rc, _, err, _ = run("info", cdir_of(d, 50))
+    assert rc == 1 and "manifest is missing" in err
+
+
+# ------------------------------------------------------------------ diff, export
+
+
+def test_diff_ranks_of_checkpoint_directories(mpirun):
+    c10, c20 = cdir_of(mpirun, 10), cdir_of(mpirun, 20)
+    rc, out, err, _ = run("diff", "--rank", "1", c10, c10)
+    assert rc == 0, err
+    rc, _, _, doc = run("diff", "--json", "--rank", "1", c10, c20, check_json=True)
+    assert rc == 1
+    what = {d["name"]: d["difference"] for d in doc["differences"]}
+    assert what == {"field/T": "values", "step": "values"}  # rank and ids are per rank, not per step
+    assert doc["a"] == f"{c10}/rank-1.h5" and doc["b"] == f"{c20}/rank-1.h5"
+    # A directory's rank against a rank file: rank 0 and rank 2 differ in rank and ids.
+    rc, _, _, doc = run("diff", "--json", "--rank", "0", c10, c10 / "rank-2.h5", check_json=True)
+    assert rc == 1 and {d["name"] for d in doc["differences"]} == {"field/T", "ids", "rank"}
+    rc, _, err, _ = run("diff", c10, c20)
+    assert rc == 2 and "choose one with --rank R (0 to 2)" in err
+    rc, _, err, _ = run("diff", "--rank", "0", c10 / "rank-0.h5", c20 / "rank-0.h5")
+    assert rc == 2 and "neither" in err
+    flip_rank_byte(c20 / "rank-1.h5")
+    rc, _, err, _ = run("diff", "--rank", "1", c10, c20)
+    assert rc == 2 and "rank-1.h5: the manifest records" in err
+
+
+def test_export_a_rank_round_trips(mpirun, tmp_path):
+    cdir = cdir_of(mpirun, 30)
+    for r in range(3):
+        out = tmp_path / f"r{r}.pkl"
+        rc, _, err, _ = run("export", "--rank", str(r), cdir, "-o", out)
+        assert rc == 0, err
+        with open(out, "rb") as f:
+            assert_same_state(pickle.load(f), rank_state(30, r))
+    npz = tmp_path / "r1.npz"
+    rc, _, err, _ = run("export", cdir, "--rank", "1", "-o", npz)
+    assert rc == 0, err
+    with np.load(npz) as z:
+        assert np.array_equal(z["ids"], rank_state(30, 1)["ids"])
+        assert z["field/T"].tobytes() == rank_state(30, 1)["field"]["T"].tobytes()
+    rc, _, err, _ = run("export", cdir, "-o", tmp_path / "x.pkl")
+    assert rc == 2 and "choose one with --rank R" in err and not (tmp_path / "x.pkl").exists()
+    (cdir / "rank-2.h5").unlink()
+    rc, _, err, _ = run("export", "--rank", "2", cdir, "-o", tmp_path / "y.pkl")
+    assert rc == 1 and "rank-2.h5 is missing" in err and not (tmp_path / "y.pkl").exists()
