@@ -934,7 +934,11 @@ static const char prune_help[] =
     "deletes the other checkpoints of the prefix.  The newest checkpoint that\n"
     "verifies completely is never deleted, even when newer ones are damaged;\n"
     "when none verifies nothing is deleted.  Temporary files are left alone.\n"
-    "Prints the files it deleted.\n"
+    "Multi-rank checkpoint directories (<prefix>-<step>/) are pruned the same way,\n"
+    "apart from single files: the newest directory whose manifest and rank files\n"
+    "all verify stays, and a directory is renamed to a temporary name before its\n"
+    "files are removed, so that a crash never leaves one that looks committed.\n"
+    "Prints the files and directories it deleted.\n"
     "\n"
     "  --keep-last N   checkpoints to keep, N >= 1\n"
     "  --keep-every K  also keep steps that are multiples of K\n"
@@ -1025,7 +1029,7 @@ int cli_prune(int argc, char **argv)
     for (size_t i = 0; i < brine_listing_count(before); i++) {
         brine_entry e;
         brine_listing_entry(before, i, &e);
-        if (e.kind == BRINE_ENTRY_CHECKPOINT && access(e.path, F_OK) != 0)
+        if (e.kind != BRINE_ENTRY_TEMPORARY && access(e.path, F_OK) != 0)
             printf("deleted %s\n", e.path);
     }
     printf("%zu checkpoint%s deleted\n", deleted, deleted == 1 ? "" : "s");

@@ -313,3 +313,67 @@ def test_export_a_rank_round_trips(mpirun, tmp_path):
     (cdir / "rank-2.h5").unlink()
     rc, _, err, _ = run("export", "--rank", "2", cdir, "-o", tmp_path / "y.pkl")
     assert rc == 1 and "rank-2.h5 is missing" in err and not (tmp_path / "y.pkl").exists()
+
+
+# ------------------------------------------------------------------ prune
+
+
+def dir_steps(d: pathlib.Path) -> list:
+    return sorted(int(p.name[5:17]) for p in d.glob("ckpt-*") if p.is_dir())
+
+
+def test_prune_multirank_keep_last_and_keep_every(tmp_path):
+    d = make_mpi_run(tmp_path / "run", steps=range(0, 8), nranks=2)
+    tmp = d / ".ckpt-000000000008.tmp-99"
+    tmp.mkdir()
+    (tmp / "rank-0.h5").write_bytes(b"being written")
+    before = {s: (cdir_of(d, s) / "rank-1.h5").read_bytes() for s in range(8)}
+    rc, out, err, _ = run("prune", d, "--keep-last", "2", "--keep-every", "3")
+    assert rc == 0, err
+    # Multiples of 3 (0 included) stay and do not count toward the 2 newest others.
+    assert dir_steps(d) == [0, 3, 5, 6, 7]
+    assert "3 checkpoints deleted" in out and f"deleted {cdir_of(d, 4)}" in out
+    assert f"deleted {cdir_of(d, 3)}" not in out
+    # What stays is untouched; the temporary directory of a writer at work too, and nothing else is left.
+    for s in (0, 3, 5, 6, 7):
+        assert (cdir_of(d, s) / "rank-1.h5").read_bytes() == before[s]
+    assert (tmp / "rank-0.h5").read_bytes() == b"being written"
+    assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == [tmp.name]
+    rc, out, _, _ = run("prune", d, "--keep-last", "1")
+    assert rc == 0 and dir_steps(d) == [7] and "4 checkpoints deleted" in out
+    rc, _, _, doc = run("verify", "--json", d, check_json=True)
+    assert rc == 0 and [f["status"] for f in doc["files"]] == ["ok", "incomplete"]
+
+
+def test_prune_multirank_keeps_newest_that_verifies(tmp_path):
+    d = make_mpi_run(tmp_path / "run", steps=(1, 2, 3, 4, 5), nranks=2)
+    damage_manifest_two_ranks(cdir_of(d, 5))
+    flip_rank_byte(cdir_of(d, 4) / "rank-1.h5")
+    (cdir_of(d, 3) / "rank-0.h5").unlink()
+    rc, out, err, _ = run("prune", d, "--keep-last", "1")
+    assert rc == 0, err
+    assert dir_steps(d) == [2, 5]  # 5 is the newest, 2 the newest whose manifest and ranks all verify
+
+    bad = make_mpi_run(tmp_path / "bad", steps=(1, 2), nranks=2)
+    flip_rank_byte(cdir_of(bad, 1) / "rank-0.h5")
+    (cdir_of(bad, 2) / "manifest").unlink()
+    rc, _, err, _ = run("prune", bad, "--keep-last", "1")
+    assert rc == 1 and "nothing was deleted" in err
+    assert f"{cdir_of(bad, 2)}/manifest is missing" in err and f"{cdir_of(bad, 1)}/rank-0.h5" in err
+    assert dir_steps(bad) == [1, 2]
+
+
+def damage_manifest_two_ranks(cdir: pathlib.Path) -> None:
+    text = (cdir / "manifest").read_bytes()
+    (cdir / "manifest").write_bytes(text.replace(b"nranks 2", b"nranks 3"))
+
+
+def test_prune_files_and_directories_each_keep_their_own(tmp_path):
+    """A directory with both kinds (two runs): each kind is rotated on its own."""
+    d = make_mpi_run(tmp_path / "run", steps=(1, 2, 3), nranks=2)
+    for s in (1, 2, 3):
+        brine.save(d, rank_state(s, 0), step=s)
+    rc, out, err, _ = run("prune", d, "--keep-last", "1")
+    assert rc == 0, err
+    assert dir_steps(d) == [3] and sorted(p.name for p in d.glob("ckpt-*.h5")) == ["ckpt-000000000003.h5"]
+    assert "4 checkpoints deleted" in out
