@@ -377,3 +377,50 @@ def test_prune_files_and_directories_each_keep_their_own(tmp_path):
     assert rc == 0, err
     assert dir_steps(d) == [3] and sorted(p.name for p in d.glob("ckpt-*.h5")) == ["ckpt-000000000003.h5"]
     assert "4 checkpoints deleted" in out
+
+
+# ------------------------------------------------------------------ a real MPI run
+
+HEAT_MPI = os.environ.get("BRINE_HEAT_MPI")
+MPIEXEC = os.environ.get("BRINE_MPIEXEC")
+# Open MPI as root, more ranks than cores, no ptrace-based copies (as tests/mpi/CMakeLists.txt).
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl": "self,vader",
+           "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
+
+
+@pytest.mark.skipif(not (HEAT_MPI and MPIEXEC), reason="heat_mpi is not built (no MPI)")
+def test_commands_on_a_heat_mpi_run(tmp_path):
+    import subprocess
+    d = tmp_path / "m"
+    subprocess.run([MPIEXEC, "--oversubscribe", "-np", "2", HEAT_MPI, "--nx", "48", "--ny", "40", "--steps", "60",
+                    "--every", "20", "--keep", "3", "--dir", str(d)],
+                   check=True, capture_output=True, timeout=120, env={**os.environ, **MPI_ENV})
+    rc, _, err, doc = run("ls", "--json", "--verify", d, check_json=True)
+    assert rc == 0, err
+    assert [(c["step"], c["kind"], c["ranks"], c["status"]) for c in doc["checkpoints"]] == [
+        (20, "multirank", 2, "ok"), (40, "multirank", 2, "ok"), (60, "multirank", 2, "ok")]
+    rc, out, _, _ = run("verify", d)
+    assert rc == 0 and out.count(": ok (2 ranks, ") == 3
+    c60 = cdir_of(d, 60)
+    rc, _, _, doc = run("info", "--json", "--rank", "1", c60, check_json=True)
+    assert rc == 0 and doc["nranks"] == 2 and doc["step"] == 60
+    shape = {v["name"]: v["shape"] for v in doc["variables"]}["field/T"]
+    out = tmp_path / "r1.pkl"
+    rc, _, err, _ = run("export", "--rank", "1", c60, "-o", out)
+    assert rc == 0, err
+    with open(out, "rb") as f:
+        got = pickle.load(f)
+    with brine_h5(c60 / "rank-1.h5") as h:
+        assert got["field"]["T"].tobytes() == h["state/field/T"][...].tobytes()
+    assert list(got["field"]["T"].shape) == shape and got["step"] == 60
+    rc, _, _, _ = run("diff", "--rank", "0", c60, c60)
+    assert rc == 0
+    rc, out, err, _ = run("prune", d, "--keep-last", "1")
+    assert rc == 0, err
+    assert dir_steps(d) == [60] and "2 checkpoints deleted" in out
+
+
+def brine_h5(path):
+    import h5py
+    return h5py.File(path, "r")
