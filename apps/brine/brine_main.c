@@ -160,11 +160,15 @@ static const char ls_help[] =
     "'ok' (header, metadata, pickle stream and its CRC-32 check), 'corrupt'\n"
     "(with the reason) or 'incomplete' (a temporary file: being written, or left\n"
     "by a killed writer).  Array data is read only with --verify, which checks\n"
-    "every chunk's checksum too.\n"
+    "every chunk's checksum too.  A multi-rank (MPI) checkpoint directory,\n"
+    "<prefix>-<step>/, is one line marked '/ (N ranks)', its size the sum of its\n"
+    "rank files: 'ok' when its manifest verifies and every rank file opens (with\n"
+    "--verify: also each one's size and CRC-32 against the manifest); a corrupt\n"
+    "one names the failing rank.\n"
     "\n"
     "  --json      one JSON document on stdout\n"
     "  --verify    verify every chunk of every array (reads all the data)\n"
-    "  --prefix P  only checkpoints named P-<step>.h5 (default: every prefix)\n"
+    "  --prefix P  only checkpoints named P-<step>.h5 or P-<step>/ (default: every prefix)\n"
     "\n"
     "Exit status: 0 all checkpoints ok, 1 some are corrupt, 2 usage or I/O error.\n";
 
@@ -700,7 +704,7 @@ int cli_info(int argc, char **argv)
 /* ------------------------------------------------------------------ verify */
 
 static const char verify_help[] =
-    "usage: brine verify [--json] [--prefix P] FILE|DIR...\n"
+    "usage: brine verify [--json] [--prefix P] FILE|DIR|CKPTDIR...\n"
     "\n"
     "Verifies checkpoints completely, as brine_restore does before trusting one\n"
     "(docs/format.md, section 6): HDF5 metadata checksums, format version, step,\n"
@@ -709,10 +713,12 @@ static const char verify_help[] =
     "checkpoints (temporary files are listed, not verified).  Chunks are checked\n"
     "in parallel (OpenMP threads: OMP_NUM_THREADS); a progress bar is drawn on\n"
     "stderr when it is a terminal.  Every damaged variable is reported, not\n"
-    "only the first.\n"
+    "only the first.  A multi-rank checkpoint directory (CKPTDIR, <prefix>-<step>/,\n"
+    "in DIR or given) verifies when its manifest does and every rank file has\n"
+    "the recorded size and CRC-32 and verifies; failures name the rank.\n"
     "\n"
     "  --json      one JSON document on stdout\n"
-    "  --prefix P  in directories, only checkpoints named P-<step>.h5\n"
+    "  --prefix P  in directories, only checkpoints named P-<step>.h5 or P-<step>/\n"
     "\n"
     "Exit status: 0 everything verifies, 1 something does not, 2 usage or I/O error.\n";
 
@@ -1048,6 +1054,7 @@ static const char main_help[] =
     "  verify FILE|DIR      check every checksum and the pickle stream\n"
     "  diff A B             which variables differ, and by how much\n"
     "  export FILE -o OUT   a standalone pickle (or .npz) for numpy without HDF5\n"
+    "  (multi-rank MPI checkpoints: CKPTDIR for FILE, with --rank R in info, diff, export)\n"
     "  prune DIR --keep-last N [--keep-every K]   retention by hand\n"
     "\n"
     "'brine COMMAND --help' describes each.  --json on ls, info, verify and diff.\n"
