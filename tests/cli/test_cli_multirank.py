@@ -13,17 +13,19 @@ tested against the same layout in tests/mpi.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import pickle
+import re
 import shutil
+import subprocess
 import zlib
 
+import h5py
 import numpy as np
 import pytest
 
-from test_cli import CLI, assert_same_state, flip_chunk_byte, run  # noqa: F401  (same directory)
+from test_cli import CLI, assert_same_state, flip_chunk_byte, run  # the same directory's helpers
 
 import brine
 
@@ -391,11 +393,14 @@ MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
 
 @pytest.mark.skipif(not (HEAT_MPI and MPIEXEC), reason="heat_mpi is not built (no MPI)")
 def test_commands_on_a_heat_mpi_run(tmp_path):
-    import subprocess
     d = tmp_path / "m"
-    subprocess.run([MPIEXEC, "--oversubscribe", "-np", "2", HEAT_MPI, "--nx", "48", "--ny", "40", "--steps", "60",
-                    "--every", "20", "--keep", "3", "--dir", str(d)],
-                   check=True, capture_output=True, timeout=120, env={**os.environ, **MPI_ENV})
+    # Sanitizer builds: Open MPI keeps memory to the end, in plugins already unloaded when LeakSanitizer
+    # reports, so leaks do not fail the run; one allocated in brine's code does, through the output.
+    r = subprocess.run([MPIEXEC, "--oversubscribe", "-np", "2", HEAT_MPI, "--nx", "48", "--ny", "40", "--steps",
+                        "60", "--every", "20", "--keep", "3", "--dir", str(d)],
+                       capture_output=True, timeout=120, env={**os.environ, **MPI_ENV, "LSAN_OPTIONS": "exitcode=0"})
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert not re.search(r"#[0-9]+ 0x[0-9a-f]+ in brine", r.stderr.decode(errors="replace"))
     rc, _, err, doc = run("ls", "--json", "--verify", d, check_json=True)
     assert rc == 0, err
     assert [(c["step"], c["kind"], c["ranks"], c["status"]) for c in doc["checkpoints"]] == [
@@ -411,7 +416,7 @@ def test_commands_on_a_heat_mpi_run(tmp_path):
     assert rc == 0, err
     with open(out, "rb") as f:
         got = pickle.load(f)
-    with brine_h5(c60 / "rank-1.h5") as h:
+    with h5py.File(c60 / "rank-1.h5", "r") as h:
         assert got["field"]["T"].tobytes() == h["state/field/T"][...].tobytes()
     assert list(got["field"]["T"].shape) == shape and got["step"] == 60
     rc, _, _, _ = run("diff", "--rank", "0", c60, c60)
@@ -419,8 +424,3 @@ def test_commands_on_a_heat_mpi_run(tmp_path):
     rc, out, err, _ = run("prune", d, "--keep-last", "1")
     assert rc == 0, err
     assert dir_steps(d) == [60] and "2 checkpoints deleted" in out
-
-
-def brine_h5(path):
-    import h5py
-    return h5py.File(path, "r")
