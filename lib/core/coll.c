@@ -301,8 +301,9 @@ int brine_coll__finish(brine *b, int64_t step, const char *tmpdir, int local_rc,
             snprintf(outcome.msg, sizeof outcome.msg, "saving step %" PRId64 " to %.1024s (committing on rank 0): %.2900s",
                      step, b->dir, cerr.msg);
         else
+            /* Only after a commit: cleanup, retried by the next save. */
             (void)brine_mdir__rotate(b->io, b->alloc, b->dir, b->prefix, b->opts.keep_last,
-                                     b->opts.keep_every, step, &cerr); /* only after a commit: cleanup, retried by the next save */
+                                     b->opts.keep_every, step, &cerr);
     }
     if (first >= 0) {
         /* Nothing is committed: the partial directory goes; earlier checkpoints are untouched. */
