@@ -5,6 +5,7 @@
  * diff is in cli_diff.c, export in cli_export.c and cli_npz.c.
  */
 #include <getopt.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -108,10 +109,15 @@ void cli_progress_end(cli_progress *p)
 typedef struct common_opts {
     int json;
     int verify;
+    int rank; /* --rank, -1 when not given */
     const char *prefix;
 } common_opts;
 
-enum { OPT_JSON = 256, OPT_PREFIX, OPT_VERIFY, OPT_KEEP_LAST, OPT_KEEP_EVERY };
+enum { OPT_JSON = 256, OPT_PREFIX, OPT_VERIFY, OPT_KEEP_LAST, OPT_KEEP_EVERY, OPT_RANK };
+
+/* parse_common's allow: which of the options not every command has. */
+#define ALLOW_VERIFY 1
+#define ALLOW_RANK 2
 
 /* Per-variable facts of an open checkpoint: logical bytes of its arrays and what they take on disk. */
 typedef struct sizes {
@@ -154,11 +160,15 @@ static const char ls_help[] =
     "'ok' (header, metadata, pickle stream and its CRC-32 check), 'corrupt'\n"
     "(with the reason) or 'incomplete' (a temporary file: being written, or left\n"
     "by a killed writer).  Array data is read only with --verify, which checks\n"
-    "every chunk's checksum too.\n"
+    "every chunk's checksum too.  A multi-rank (MPI) checkpoint directory,\n"
+    "<prefix>-<step>/, is one line marked '/ (N ranks)', its size the sum of its\n"
+    "rank files: 'ok' when its manifest verifies and every rank file opens (with\n"
+    "--verify: also each one's size and CRC-32 against the manifest); a corrupt\n"
+    "one names the failing rank.\n"
     "\n"
     "  --json      one JSON document on stdout\n"
     "  --verify    verify every chunk of every array (reads all the data)\n"
-    "  --prefix P  only checkpoints named P-<step>.h5 (default: every prefix)\n"
+    "  --prefix P  only checkpoints named P-<step>.h5 or P-<step>/ (default: every prefix)\n"
     "\n"
     "Exit status: 0 all checkpoints ok, 1 some are corrupt, 2 usage or I/O error.\n";
 
@@ -167,15 +177,17 @@ static const char ls_help[] =
  * operands (exactly min_operands unless many); returns the index of the first
  * operand, or -1 (usage, printed), -2 (--help, printed).
  */
-static int parse_common(int argc, char **argv, common_opts *o, const char *help, int allow_verify,
+static int parse_common(int argc, char **argv, common_opts *o, const char *help, int allow,
                         int min_operands, int many)
 {
     static const struct option longopts[] = {{"json", no_argument, NULL, OPT_JSON},
                                               {"prefix", required_argument, NULL, OPT_PREFIX},
                                               {"verify", no_argument, NULL, OPT_VERIFY},
+                                              {"rank", required_argument, NULL, OPT_RANK},
                                               {"help", no_argument, NULL, 'h'},
                                               {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
+    o->rank = -1;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -183,9 +195,15 @@ static int parse_common(int argc, char **argv, common_opts *o, const char *help,
         case OPT_JSON: o->json = 1; break;
         case OPT_PREFIX: o->prefix = optarg; break;
         case OPT_VERIFY:
-            if (!allow_verify)
+            if (!(allow & ALLOW_VERIFY))
                 goto usage;
             o->verify = 1;
+            break;
+        case OPT_RANK:
+            if (!(allow & ALLOW_RANK))
+                goto usage;
+            if (cli_parse_rank(argv[0], optarg, &o->rank))
+                return -1;
             break;
         case 'h': fputs(help, stdout); return -2;
         default: goto usage;
@@ -205,10 +223,93 @@ static int open_reader(brine_reader **r, const char *path, unsigned flags)
     return brine_reader_open(r, path, NULL, flags);
 }
 
+int cli_is_ckptdir(const char *path)
+{
+    struct stat st;
+    int nranks = 0;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+           brine_manifest_read(path, NULL, NULL, &nranks, NULL, 0) != BRINE_EINVAL;
+}
+
+int cli_rank_path(const char *cmd, const char *path, int rank, int default_rank, char *out, size_t cap)
+{
+    if (!cli_is_ckptdir(path)) {
+        if (rank >= 0)
+            return cli_error(CLI_TROUBLE, cmd, "--rank %d: %s is not a multi-rank checkpoint directory", rank, path);
+        snprintf(out, cap, "%s", path);
+        return CLI_OK;
+    }
+    if (rank < 0)
+        rank = default_rank;
+    if (rank < 0) {
+        int nranks = 0;
+        const int rc = brine_manifest_read(path, NULL, NULL, &nranks, NULL, 0);
+        if (rc)
+            return cli_error(cli_exit_of(rc), cmd, "%s", brine_open_errmsg());
+        return cli_error(CLI_TROUBLE, cmd, "%s is a multi-rank checkpoint of %d rank%s: choose one with --rank R "
+                         "(0 to %d), or give a rank file, %s/rank-<R>.h5", path, nranks, nranks == 1 ? "" : "s",
+                         nranks - 1, path);
+    }
+    const int rc = brine_rank_file_check(path, rank, NULL);
+    if (rc)
+        return cli_error(rc == BRINE_ENOTFOUND ? CLI_TROUBLE : cli_exit_of(rc), cmd, "%s", brine_open_errmsg());
+    const int n = snprintf(out, cap, "%s/rank-%d.h5", path, rank);
+    if (n < 0 || (size_t)n >= cap)
+        return cli_error(CLI_TROUBLE, cmd, "the path of rank %d's file in %s is too long", rank, path);
+    return CLI_OK;
+}
+
+int cli_parse_rank(const char *cmd, const char *s, int *out)
+{
+    char *end;
+    const long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 0 || v > 1000000000)
+        return cli_error(CLI_TROUBLE, cmd, "--rank '%s' is not an integer >= 0", s);
+    *out = (int)v;
+    return CLI_OK;
+}
+
+/*
+ * Status of a multi-rank checkpoint for ls: the manifest, then each rank file
+ * opened (with verify: its size and CRC-32 against the manifest, and every
+ * chunk), adding up the arrays' sizes.  0 ok, else the brine code with why.
+ */
+static int ls_multirank(const char *path, int verify, int *nranks, sizes *sz, char *why, size_t cap)
+{
+    *nranks = 0;
+    int rc = brine_manifest_read(path, NULL, NULL, nranks, NULL, 0);
+    if (rc) {
+        snprintf(why, cap, "%s", brine_open_errmsg());
+        return rc;
+    }
+    for (int k = 0; k < *nranks; k++) {
+        char file[4096];
+        brine_reader *r = NULL;
+        sizes one = {0, 0};
+        snprintf(file, sizeof file, "%s/rank-%d.h5", path, k);
+        if (verify && (rc = brine_rank_file_check(path, k, NULL))) {
+            snprintf(why, cap, "rank %d: %s", k, brine_open_errmsg());
+            return rc;
+        }
+        rc = open_reader(&r, file, verify ? BRINE_READER_VERIFY : 0);
+        if (!rc)
+            rc = array_sizes(r, &one);
+        if (rc) {
+            snprintf(why, cap, "rank %d: %s", k, r ? brine_reader_errmsg(r) : brine_open_errmsg());
+            brine_reader_close(r);
+            return rc;
+        }
+        brine_reader_close(r);
+        sz->data += one.data;
+        sz->stored += one.stored;
+    }
+    return 0;
+}
+
 int cli_ls(int argc, char **argv)
 {
     common_opts o;
-    int first = parse_common(argc, argv, &o, ls_help, 1, 1, 0);
+    int first = parse_common(argc, argv, &o, ls_help, ALLOW_VERIFY, 1, 0);
     if (first < 0)
         return first == -2 ? CLI_OK : CLI_TROUBLE;
     const char *dir = argv[first];
@@ -234,7 +335,15 @@ int cli_ls(int argc, char **argv)
         const char *st = "incomplete";
         char why[2048] = "";
         sizes sz = {0, 0};
-        if (e.kind == BRINE_ENTRY_CHECKPOINT) {
+        int nranks = 1;
+        if (e.kind == BRINE_ENTRY_MULTIRANK) {
+            if (ls_multirank(e.path, o.verify, &nranks, &sz, why, sizeof why)) {
+                st = "corrupt";
+                status = CLI_FAIL;
+            } else {
+                st = "ok";
+            }
+        } else if (e.kind == BRINE_ENTRY_CHECKPOINT) {
             brine_reader *r = NULL;
             int orc = open_reader(&r, e.path, o.verify ? BRINE_READER_VERIFY : 0);
             if (!orc)
@@ -257,7 +366,14 @@ int cli_ls(int argc, char **argv)
             cli_json_kstr(&j, "path", e.path);
             cli_json_kstr(&j, "prefix", e.prefix);
             cli_json_kint(&j, "step", e.step);
-            cli_json_kstr(&j, "kind", e.kind == BRINE_ENTRY_CHECKPOINT ? "checkpoint" : "temporary");
+            cli_json_kstr(&j, "kind", e.kind == BRINE_ENTRY_CHECKPOINT  ? "checkpoint"
+                                      : e.kind == BRINE_ENTRY_MULTIRANK ? "multirank"
+                                                                        : "temporary");
+            cli_json_key(&j, "ranks");
+            if (e.kind == BRINE_ENTRY_TEMPORARY || nranks == 0)
+                cli_json_null(&j); /* unknown: no manifest (yet), or one that does not verify */
+            else
+                cli_json_int(&j, nranks);
             cli_json_kstr(&j, "created", created);
             cli_json_kuint(&j, "size", e.size);
             cli_json_kuint(&j, "array_bytes", sz.data);
@@ -279,8 +395,13 @@ int cli_ls(int argc, char **argv)
             char ratio[16] = "-";
             if (sz.stored)
                 snprintf(ratio, sizeof ratio, "%.2f", ratio_of(&sz));
-            printf("%012" PRId64 "  %-20s  %10s  %6s  %-10s  %s\n", e.step, created, size, ratio, st,
-                   e.name);
+            char ranks[48] = "";
+            if (e.kind == BRINE_ENTRY_MULTIRANK && nranks > 0)
+                snprintf(ranks, sizeof ranks, "/ (%d rank%s)", nranks, nranks == 1 ? "" : "s");
+            else if (e.kind == BRINE_ENTRY_MULTIRANK)
+                snprintf(ranks, sizeof ranks, "/");
+            printf("%012" PRId64 "  %-20s  %10s  %6s  %-10s  %s%s\n", e.step, created, size, ratio, st,
+                   e.name, ranks);
             if (why[0])
                 printf("    %s\n", why);
         }
@@ -301,13 +422,18 @@ int cli_ls(int argc, char **argv)
 
 static const char info_help[] =
     "usage: brine info [--json] FILE\n"
+    "       brine info [--json] [--rank R] CKPTDIR\n"
     "\n"
     "Shows a checkpoint's format version, step, metadata attributes and a table\n"
     "of its variables: name, kind, dtype, shape, order, bytes, stored bytes,\n"
     "compression ratio and storage (the stream, or chunks and filters).  Reads\n"
     "metadata only: no array data (use brine verify for that).\n"
+    "A multi-rank checkpoint directory (CKPTDIR, <prefix>-<step>/) shows its\n"
+    "manifest (step, rank count, each rank file's size and CRC-32), then the\n"
+    "above for one rank's file, checked against the manifest first: rank 0, or R.\n"
     "\n"
     "  --json      one JSON document on stdout\n"
+    "  --rank R    with CKPTDIR: the rank whose file is shown (default 0)\n"
     "\n"
     "Exit status: 0 ok, 1 the file is corrupt, 2 usage or I/O error.\n";
 
@@ -361,19 +487,40 @@ static const char *dtype_name(int dtype)
 int cli_info(int argc, char **argv)
 {
     common_opts o;
-    int first = parse_common(argc, argv, &o, info_help, 0, 1, 0);
+    int first = parse_common(argc, argv, &o, info_help, ALLOW_RANK, 1, 0);
     if (first < 0)
         return first == -2 ? CLI_OK : CLI_TROUBLE;
-    const char *path = argv[first];
-    brine_reader *r = NULL;
-    int rc = open_reader(&r, path, 0);
+    const char *ckptdir = cli_is_ckptdir(argv[first]) ? argv[first] : NULL;
+    char file[4096];
+    int64_t mstep = -1;
+    int nranks = 0, rank = o.rank < 0 ? 0 : o.rank;
+    brine_rank_file *ranks = NULL;
+    int rc = cli_rank_path("info", argv[first], o.rank, 0, file, sizeof file);
     if (rc)
+        return rc;
+    if (ckptdir) {
+        /* Verified once by cli_rank_path; read again for the table of every rank. */
+        if ((rc = brine_manifest_read(ckptdir, NULL, &mstep, &nranks, NULL, 0)) ||
+            !(ranks = calloc((size_t)nranks, sizeof *ranks)) ||
+            (rc = brine_manifest_read(ckptdir, NULL, &mstep, &nranks, ranks, (size_t)nranks))) {
+            free(ranks);
+            return rc ? cli_error(cli_exit_of(rc), "info", "%s", brine_open_errmsg())
+                      : cli_error(CLI_TROUBLE, "info", "out of memory");
+        }
+    }
+    const char *path = file;
+    brine_reader *r = NULL;
+    rc = open_reader(&r, path, 0);
+    if (rc) {
+        free(ranks);
         return cli_error(cli_exit_of(rc), "info", "%s", brine_open_errmsg());
+    }
     brine_attr fmt;
     const int64_t format = brine_find_attr(r, "brine_format", &fmt) == 0 ? fmt.i : -1;
     const size_t n = brine_reader_count(r);
     brine_var_storage *st = calloc(n ? n : 1, sizeof *st);
     if (!st) {
+        free(ranks);
         brine_reader_close(r);
         return cli_error(CLI_TROUBLE, "info", "out of memory");
     }
@@ -390,6 +537,7 @@ int cli_info(int argc, char **argv)
     }
     if (rc) {
         cli_error(cli_exit_of(rc), "info", "%s", brine_reader_errmsg(r));
+        free(ranks);
         free(st);
         brine_reader_close(r);
         return cli_exit_of(rc);
@@ -398,6 +546,25 @@ int cli_info(int argc, char **argv)
         cli_json j;
         cli_json_init(&j, stdout);
         cli_json_object_begin(&j);
+        if (ckptdir) {
+            cli_json_kstr(&j, "checkpoint", ckptdir);
+            cli_json_kint(&j, "nranks", nranks);
+            cli_json_key(&j, "ranks");
+            cli_json_array_begin(&j);
+            for (int k = 0; k < nranks; k++) {
+                char name[32], crc[16];
+                snprintf(name, sizeof name, "rank-%d.h5", k);
+                snprintf(crc, sizeof crc, "%08" PRIx32, ranks[k].crc);
+                cli_json_object_begin(&j);
+                cli_json_kint(&j, "rank", k);
+                cli_json_kstr(&j, "file", name);
+                cli_json_kuint(&j, "size", ranks[k].size);
+                cli_json_kstr(&j, "crc32", crc);
+                cli_json_object_end(&j);
+            }
+            cli_json_array_end(&j);
+            cli_json_kint(&j, "rank", rank);
+        }
         cli_json_kstr(&j, "file", path);
         cli_json_kint(&j, "format", format);
         cli_json_kint(&j, "step", brine_reader_step(r));
@@ -469,6 +636,24 @@ int cli_info(int argc, char **argv)
         char a[24], b[24];
         cli_human_size(a, sizeof a, total.data);
         cli_human_size(b, sizeof b, total.stored);
+        if (ckptdir) {
+            uint64_t sum = 0;
+            for (int k = 0; k < nranks; k++)
+                sum += ranks[k].size;
+            cli_human_size(a, sizeof a, sum);
+            printf("checkpoint:  %s (multi-rank)\n", ckptdir);
+            printf("step:        %" PRId64 "\n", mstep);
+            printf("ranks:       %d, %s in all\n", nranks, a);
+            printf("  %-6s %-16s %10s  %s\n", "RANK", "FILE", "SIZE", "CRC-32");
+            for (int k = 0; k < nranks; k++) {
+                char name[32];
+                snprintf(name, sizeof name, "rank-%d.h5", k);
+                cli_human_size(a, sizeof a, ranks[k].size);
+                printf("  %-6d %-16s %10s  %08" PRIx32 "\n", k, name, a, ranks[k].crc);
+            }
+            printf("rank %d's file (size and CRC-32 checked; --rank R for another):\n", rank);
+            cli_human_size(a, sizeof a, total.data);
+        }
         printf("file:        %s\n", path);
         printf("format:      %" PRId64 "\n", format);
         printf("step:        %" PRId64 "\n", brine_reader_step(r));
@@ -510,6 +695,7 @@ int cli_info(int argc, char **argv)
                    bytes, stored, ratio, filters);
         }
     }
+    free(ranks);
     free(st);
     brine_reader_close(r);
     return CLI_OK;
@@ -518,7 +704,7 @@ int cli_info(int argc, char **argv)
 /* ------------------------------------------------------------------ verify */
 
 static const char verify_help[] =
-    "usage: brine verify [--json] [--prefix P] FILE|DIR...\n"
+    "usage: brine verify [--json] [--prefix P] FILE|DIR|CKPTDIR...\n"
     "\n"
     "Verifies checkpoints completely, as brine_restore does before trusting one\n"
     "(docs/format.md, section 6): HDF5 metadata checksums, format version, step,\n"
@@ -527,10 +713,12 @@ static const char verify_help[] =
     "checkpoints (temporary files are listed, not verified).  Chunks are checked\n"
     "in parallel (OpenMP threads: OMP_NUM_THREADS); a progress bar is drawn on\n"
     "stderr when it is a terminal.  Every damaged variable is reported, not\n"
-    "only the first.\n"
+    "only the first.  A multi-rank checkpoint directory (CKPTDIR, <prefix>-<step>/,\n"
+    "in DIR or given) verifies when its manifest does and every rank file has\n"
+    "the recorded size and CRC-32 and verifies; failures name the rank.\n"
     "\n"
     "  --json      one JSON document on stdout\n"
-    "  --prefix P  in directories, only checkpoints named P-<step>.h5\n"
+    "  --prefix P  in directories, only checkpoints named P-<step>.h5 or P-<step>/\n"
     "\n"
     "Exit status: 0 everything verifies, 1 something does not, 2 usage or I/O error.\n";
 
@@ -591,6 +779,78 @@ static void verify_file(const char *path, verify_result *out)
     brine_reader_close(r);
 }
 
+/*
+ * Verifies a multi-rank checkpoint: its manifest, then every rank's file
+ * against it (size, CRC-32) and as a file; every failure names its rank.
+ */
+static void verify_multirank(const char *path, verify_result *out, verify_result *sub, int *nranks)
+{
+    memset(out, 0, sizeof *out);
+    out->ok = 1;
+    *nranks = 0;
+    int rc = brine_manifest_read(path, NULL, NULL, nranks, NULL, 0);
+    if (rc) {
+        add_error(out, brine_open_errmsg());
+        out->exit = cli_exit_of(rc);
+        return;
+    }
+    for (int k = 0; k < *nranks; k++) {
+        char file[4096], msg[1024];
+        snprintf(file, sizeof file, "%s/rank-%d.h5", path, k);
+        if ((rc = brine_rank_file_check(path, k, NULL))) {
+            snprintf(msg, sizeof msg, "rank %d: %.990s", k, brine_open_errmsg());
+            add_error(out, msg);
+            if (cli_exit_of(rc) > out->exit)
+                out->exit = cli_exit_of(rc);
+            continue;
+        }
+        verify_file(file, sub);
+        out->variables += sub->variables;
+        out->bytes += sub->bytes;
+        for (size_t e = 0; e < sub->nerrors && e < 16; e++) {
+            snprintf(msg, sizeof msg, "rank %d: %.990s", k, sub->errors[e]);
+            add_error(out, msg);
+        }
+        if (sub->exit > out->exit)
+            out->exit = sub->exit;
+    }
+}
+
+/* Prints one verified checkpoint (a file, or a multi-rank directory when nranks > 0). */
+static void verify_report(const char *path, const verify_result *res, int nranks, int json, cli_json *j)
+{
+    if (json) {
+        cli_json_object_begin(j);
+        cli_json_kstr(j, "path", path);
+        cli_json_kstr(j, "status", res->ok ? "ok" : res->exit == CLI_FAIL ? "corrupt" : "unreadable");
+        cli_json_key(j, "ranks");
+        if (nranks >= 0)
+            cli_json_int(j, nranks ? nranks : 1);
+        else
+            cli_json_null(j); /* a manifest that does not verify */
+        cli_json_kuint(j, "variables", res->variables);
+        cli_json_kuint(j, "array_bytes", res->bytes);
+        cli_json_key(j, "errors");
+        cli_json_array_begin(j);
+        for (size_t k = 0; k < res->nerrors && k < 16; k++)
+            cli_json_string(j, res->errors[k]);
+        cli_json_array_end(j);
+        cli_json_object_end(j);
+    } else if (res->ok) {
+        char b[24], ranks[32] = "";
+        cli_human_size(b, sizeof b, res->bytes);
+        if (nranks > 0)
+            snprintf(ranks, sizeof ranks, "%d rank%s, ", nranks, nranks == 1 ? "" : "s");
+        printf("%s: ok (%s%zu variables, %s of arrays verified)\n", path, ranks, res->variables, b);
+    } else {
+        printf("%s: %s\n", path, res->exit == CLI_FAIL ? "CORRUPT" : "UNREADABLE");
+        for (size_t k = 0; k < res->nerrors && k < 16; k++)
+            printf("  %s\n", res->errors[k]);
+        if (res->nerrors > 16)
+            printf("  ... and %zu more\n", res->nerrors - 16);
+    }
+}
+
 int cli_verify(int argc, char **argv)
 {
     common_opts o;
@@ -598,7 +858,7 @@ int cli_verify(int argc, char **argv)
     if (first < 0)
         return first == -2 ? CLI_OK : CLI_TROUBLE;
     int status = CLI_OK;
-    verify_result *res = malloc(sizeof *res);
+    verify_result *res = malloc(2 * sizeof *res), *sub = res + 1;
     if (!res)
         return cli_error(CLI_TROUBLE, "verify", "out of memory");
     cli_json j;
@@ -613,6 +873,14 @@ int cli_verify(int argc, char **argv)
         brine_listing *l = NULL;
         size_t count = 1;
         int is_dir = 0;
+        if (cli_is_ckptdir(argv[a])) {
+            int nranks = 0;
+            verify_multirank(argv[a], res, sub, &nranks);
+            if (res->exit > status)
+                status = res->exit;
+            verify_report(argv[a], res, nranks ? nranks : -1, o.json, &j);
+            continue;
+        }
         if (brine_list(&l, argv[a], o.prefix, NULL) == 0) {
             is_dir = 1;
             count = brine_listing_count(l);
@@ -633,36 +901,22 @@ int cli_verify(int argc, char **argv)
                     cli_json_kstr(&j, "status", "incomplete");
                     cli_json_object_end(&j);
                 } else {
-                    printf("%s: incomplete (temporary file), not verified\n", path);
+                    printf("%s: incomplete (temporary %s), not verified\n", path,
+                           strstr(e.name, ".h5.tmp-") ? "file" : "directory");
                 }
                 continue;
             }
-            verify_file(path, res);
+            int nranks = 0;
+            if (is_dir && e.kind == BRINE_ENTRY_MULTIRANK) {
+                verify_multirank(path, res, sub, &nranks);
+                if (!nranks)
+                    nranks = -1;
+            } else {
+                verify_file(path, res);
+            }
             if (res->exit > status)
                 status = res->exit;
-            if (o.json) {
-                cli_json_object_begin(&j);
-                cli_json_kstr(&j, "path", path);
-                cli_json_kstr(&j, "status", res->ok ? "ok" : res->exit == CLI_FAIL ? "corrupt" : "unreadable");
-                cli_json_kuint(&j, "variables", res->variables);
-                cli_json_kuint(&j, "array_bytes", res->bytes);
-                cli_json_key(&j, "errors");
-                cli_json_array_begin(&j);
-                for (size_t k = 0; k < res->nerrors && k < 16; k++)
-                    cli_json_string(&j, res->errors[k]);
-                cli_json_array_end(&j);
-                cli_json_object_end(&j);
-            } else if (res->ok) {
-                char b[24];
-                cli_human_size(b, sizeof b, res->bytes);
-                printf("%s: ok (%zu variables, %s of arrays verified)\n", path, res->variables, b);
-            } else {
-                printf("%s: %s\n", path, res->exit == CLI_FAIL ? "CORRUPT" : "UNREADABLE");
-                for (size_t k = 0; k < res->nerrors && k < 16; k++)
-                    printf("  %s\n", res->errors[k]);
-                if (res->nerrors > 16)
-                    printf("  ... and %zu more\n", res->nerrors - 16);
-            }
+            verify_report(path, res, nranks, o.json, &j);
         }
         brine_listing_free(l);
     }
@@ -686,7 +940,11 @@ static const char prune_help[] =
     "deletes the other checkpoints of the prefix.  The newest checkpoint that\n"
     "verifies completely is never deleted, even when newer ones are damaged;\n"
     "when none verifies nothing is deleted.  Temporary files are left alone.\n"
-    "Prints the files it deleted.\n"
+    "Multi-rank checkpoint directories (<prefix>-<step>/) are pruned the same way,\n"
+    "apart from single files: the newest directory whose manifest and rank files\n"
+    "all verify stays, and a directory is renamed to a temporary name before its\n"
+    "files are removed, so that a crash never leaves one that looks committed.\n"
+    "Prints the files and directories it deleted.\n"
     "\n"
     "  --keep-last N   checkpoints to keep, N >= 1\n"
     "  --keep-every K  also keep steps that are multiples of K\n"
@@ -777,7 +1035,7 @@ int cli_prune(int argc, char **argv)
     for (size_t i = 0; i < brine_listing_count(before); i++) {
         brine_entry e;
         brine_listing_entry(before, i, &e);
-        if (e.kind == BRINE_ENTRY_CHECKPOINT && access(e.path, F_OK) != 0)
+        if (e.kind != BRINE_ENTRY_TEMPORARY && access(e.path, F_OK) != 0)
             printf("deleted %s\n", e.path);
     }
     printf("%zu checkpoint%s deleted\n", deleted, deleted == 1 ? "" : "s");
@@ -792,10 +1050,11 @@ static const char main_help[] =
     "\n"
     "Checkpoints from the shell (docs/cli.md):\n"
     "  ls DIR               list checkpoints: step, created, size, ratio, status\n"
-    "  info FILE            format, metadata and the table of variables\n"
+    "  info FILE|CKPTDIR    format, metadata and the table of variables\n"
     "  verify FILE|DIR      check every checksum and the pickle stream\n"
     "  diff A B             which variables differ, and by how much\n"
     "  export FILE -o OUT   a standalone pickle (or .npz) for numpy without HDF5\n"
+    "  (multi-rank MPI checkpoints: CKPTDIR for FILE, with --rank R in info, diff, export)\n"
     "  prune DIR --keep-last N [--keep-every K]   retention by hand\n"
     "\n"
     "'brine COMMAND --help' describes each.  --json on ls, info, verify and diff.\n"

@@ -69,6 +69,21 @@ void cli_json_kbool(cli_json *j, const char *key, int v);
 /* Ends the document with a newline. */
 void cli_json_finish(cli_json *j);
 
+/* Whether path is a multi-rank checkpoint directory (<prefix>-<12 digits>/, docs/format.md 7). */
+int cli_is_ckptdir(const char *path);
+
+/*
+ * The file a command reads for path and --rank (rank < 0: not given): a
+ * multi-rank checkpoint directory's rank file (rank default_rank when not
+ * given; default_rank < 0: --rank is required), checked against the manifest
+ * (size and CRC-32); any other path as it is (--rank is then an error).
+ * Returns CLI_OK, or the exit code after saying why.
+ */
+int cli_rank_path(const char *cmd, const char *path, int rank, int default_rank, char *out, size_t cap);
+
+/* Parses --rank's value into *out; CLI_OK or CLI_TROUBLE (said). */
+int cli_parse_rank(const char *cmd, const char *s, int *out);
+
 /* Commands: argc/argv start at the command's name. */
 int cli_ls(int argc, char **argv);
 int cli_info(int argc, char **argv);

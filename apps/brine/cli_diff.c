@@ -13,7 +13,7 @@
 #include "cli.h"
 
 static const char diff_help[] =
-    "usage: brine diff [--json] A B\n"
+    "usage: brine diff [--json] [--rank R] A B\n"
     "\n"
     "Compares two checkpoints variable by variable: present in one only, kind,\n"
     "dtype, shape or order different, or values different.  For arrays it counts\n"
@@ -22,7 +22,12 @@ static const char diff_help[] =
     "(NaN equals NaN); both files are verified as their arrays are read.\n"
     "Metadata attributes are not compared.\n"
     "\n"
+    "A or B may be a multi-rank checkpoint directory (<prefix>-<step>/): its\n"
+    "rank R's file is compared, after its size and CRC-32 are checked against\n"
+    "the manifest.  A rank file (<prefix>-<step>/rank-<R>.h5) is a normal file.\n"
+    "\n"
     "  --json      one JSON document on stdout\n"
+    "  --rank R    the rank to compare in checkpoint directories (required for them)\n"
     "\n"
     "Exit status (as diff(1)): 0 same, 1 different, 2 trouble (usage, a file\n"
     "that cannot be read or does not verify).\n";
@@ -221,14 +226,17 @@ static void print_delta(const delta *d, cli_json *j, int json)
 
 int cli_diff(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
-                                              {NULL, 0, NULL, 0}};
-    int json = 0, c;
+    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {"rank", required_argument, NULL, 'r'},
+                                              {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int json = 0, rank = -1, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (c == 'j')
             json = 1;
-        else if (c == 'h') {
+        else if (c == 'r') {
+            if (cli_parse_rank("diff", optarg, &rank))
+                return CLI_TROUBLE;
+        } else if (c == 'h') {
             fputs(diff_help, stdout);
             return CLI_OK;
         } else {
@@ -240,7 +248,16 @@ int cli_diff(int argc, char **argv)
         fputs(diff_help, stderr);
         return CLI_TROUBLE;
     }
-    const char *pa = argv[optind], *pb = argv[optind + 1];
+    /* Checkpoint directories become their rank's file; files stay (diff(1)'s exit 1 is "different"). */
+    char fa[4096], fb[4096];
+    const int da = cli_is_ckptdir(argv[optind]), db = cli_is_ckptdir(argv[optind + 1]);
+    if (rank >= 0 && !da && !db)
+        return cli_error(CLI_TROUBLE, "diff", "--rank %d: neither %s nor %s is a multi-rank checkpoint directory",
+                         rank, argv[optind], argv[optind + 1]);
+    if ((da && cli_rank_path("diff", argv[optind], rank, -1, fa, sizeof fa)) ||
+        (db && cli_rank_path("diff", argv[optind + 1], rank, -1, fb, sizeof fb)))
+        return CLI_TROUBLE;
+    const char *pa = da ? fa : argv[optind], *pb = db ? fb : argv[optind + 1];
     brine_reader *ra = NULL, *rb = NULL;
     if (brine_reader_open(&ra, pa, NULL, 0))
         return cli_error(CLI_TROUBLE, "diff", "%s", brine_open_errmsg());

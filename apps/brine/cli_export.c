@@ -18,6 +18,7 @@
 
 static const char export_help[] =
     "usage: brine export FILE -o OUT [--format pickle|npz]\n"
+    "       brine export CKPTDIR --rank R -o OUT [--format pickle|npz]\n"
     "\n"
     "Writes checkpoint FILE as a file numpy reads without HDF5, h5py or brine:\n"
     "  pickle  (the default) one standalone pickle of protocol 5, the state dict\n"
@@ -29,8 +30,12 @@ static const char export_help[] =
     "at a time.  OUT '-' writes to stdout; otherwise OUT appears only once it is\n"
     "complete.\n"
     "\n"
+    "A multi-rank checkpoint directory (CKPTDIR, <prefix>-<step>/) exports its\n"
+    "rank R's file, after its size and CRC-32 are checked against the manifest.\n"
+    "\n"
     "  -o, --output OUT   the output file, or - for stdout\n"
     "  --format F         pickle or npz\n"
+    "  --rank R           with CKPTDIR: the rank to export (required)\n"
     "\n"
     "Exit status: 0 done, 1 the checkpoint is damaged, 2 usage or I/O error.\n";
 
@@ -49,14 +54,19 @@ int cli_export(int argc, char **argv)
 {
     static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
                                               {"format", required_argument, NULL, 'f'},
+                                              {"rank", required_argument, NULL, 'r'},
                                               {"help", no_argument, NULL, 'h'},
                                               {NULL, 0, NULL, 0}};
     const char *out = NULL, *format = NULL;
-    int c;
+    int c, rank = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
+        case 'r':
+            if (cli_parse_rank("export", optarg, &rank))
+                return CLI_TROUBLE;
+            break;
         case 'f': format = optarg; break;
         case 'h': fputs(export_help, stdout); return CLI_OK;
         default: fputs(export_help, stderr); return CLI_TROUBLE;
@@ -71,7 +81,11 @@ int cli_export(int argc, char **argv)
     const int npz = strcmp(format, "npz") == 0;
     if (!npz && strcmp(format, "pickle") != 0)
         return cli_error(CLI_TROUBLE, "export", "--format '%s': use pickle or npz", format);
-    const char *path = argv[optind];
+    char file[4096];
+    const int prc = cli_rank_path("export", argv[optind], rank, -1, file, sizeof file);
+    if (prc)
+        return prc;
+    const char *path = file;
     const int to_stdout = strcmp(out, "-") == 0;
     struct stat sin, sout;
     if (!to_stdout && stat(path, &sin) == 0 && stat(out, &sout) == 0 && sin.st_dev == sout.st_dev &&

@@ -727,7 +727,13 @@ BRINE_API size_t brine_dtype_size(brine_dtype dtype);
 /** What a file of a checkpoint directory is (brine_list). */
 typedef enum brine_entry_kind {
     BRINE_ENTRY_CHECKPOINT = 1, /**< a committed checkpoint, <prefix>-<12 digits>.h5 */
-    BRINE_ENTRY_TEMPORARY = 2   /**< .<prefix>-<12 digits>.h5.tmp-<pid>: being written, or left by a killed writer */
+    BRINE_ENTRY_TEMPORARY = 2,  /**< .<prefix>-<12 digits>.h5.tmp-<pid>, or the directory
+                                     .<prefix>-<12 digits>.tmp-<anything> of a multi-rank save:
+                                     being written (or deleted), or left by a killed writer */
+    BRINE_ENTRY_MULTIRANK = 3   /**< the directory <prefix>-<12 digits> of a multi-rank (MPI)
+                                     checkpoint (docs/format.md, section 7); size is the sum of
+                                     its rank-<r>.h5 files; committed only when its manifest
+                                     verifies (brine_manifest_read) */
 } brine_entry_kind;
 
 /** One file of a checkpoint directory. */
@@ -767,6 +773,44 @@ BRINE_API int brine_listing_entry(const brine_listing *l, size_t i, brine_entry 
 /** Frees a listing.  NULL is a no-op. */
 BRINE_API void brine_listing_free(brine_listing *l);
 
+/** One rank's line of a multi-rank checkpoint's manifest (brine_manifest_read). */
+typedef struct brine_rank_file {
+    uint64_t size; /**< the size of rank-<r>.h5 in bytes, as the manifest records it */
+    uint32_t crc;  /**< its CRC-32 (zlib's crc32), as the manifest records it */
+} brine_rank_file;
+
+/**
+ * Reads and checks the manifest of the multi-rank checkpoint directory
+ * ckptdir (<dir>/<prefix>-<12 digits>; docs/format.md, 7.2) with the
+ * library's own parser: its checksum, version, the prefix and step of the
+ * directory's name and the rank lines.  Rank files are not read.
+ * @param step    receives the step; may be NULL.
+ * @param nranks  receives the rank count.
+ * @param ranks   receives the first min(cap, *nranks) rank lines; NULL when cap is 0.
+ * @param opts    only io and alloc are used; NULL for the defaults.
+ * @return 0; BRINE_EINVAL (NULL arguments, ckptdir's name is not
+ *         <prefix>-<12 digits>); BRINE_ECORRUPT (bad or missing manifest);
+ *         BRINE_EVERSION; BRINE_EIO; BRINE_ENOMEM.  The message is
+ *         brine_open_errmsg()'s and names the manifest.
+ */
+BRINE_API int brine_manifest_read(const char *ckptdir, const brine_options *opts, int64_t *step,
+                                  int *nranks, brine_rank_file *ranks, size_t cap);
+
+/**
+ * Checks rank's file of the multi-rank checkpoint ckptdir against the
+ * manifest, as a restore does before trusting it: the manifest verifies
+ * (brine_manifest_read), ckptdir/rank-<rank>.h5 exists and has the recorded
+ * size and CRC-32.  The file itself is then verified as any checkpoint file
+ * (brine_reader_open with BRINE_READER_VERIFY).
+ * @param opts  only io and alloc are used; NULL for the defaults.
+ * @return 0; BRINE_EINVAL (NULL, a name not <prefix>-<12 digits>, rank < 0);
+ *         BRINE_ENOTFOUND (rank >= the manifest's rank count); BRINE_ECORRUPT
+ *         (the manifest, a missing file, or a size or CRC-32 mismatch: the
+ *         message names the file, expected vs found); BRINE_EVERSION;
+ *         BRINE_EIO; BRINE_ENOMEM.  The message is brine_open_errmsg()'s.
+ */
+BRINE_API int brine_rank_file_check(const char *ckptdir, int rank, const brine_options *opts);
+
 /**
  * Applies retention by hand, as a save's rotation does (docs/format.md,
  * section 1, the same code): keeps the keep_last newest checkpoints of prefix
@@ -774,10 +818,14 @@ BRINE_API void brine_listing_free(brine_listing *l);
  * deletes the other committed checkpoints.  It never deletes the newest
  * checkpoint that verifies completely (BRINE_READER_VERIFY), even when newer
  * ones (which do not verify) take the keep_last places; when none verifies
- * it deletes nothing.  Temporary files are left alone (a writer may be
+ * it deletes nothing.  Single files and multi-rank checkpoint directories
+ * (section 7) are pruned separately, each kind keeping its own newest one
+ * that verifies (a directory verifies when its manifest, every rank file's
+ * size and CRC-32 and every rank file do); a directory is deleted as a
+ * multi-rank save's rotation does, renamed to a temporary name first.  Temporary files are left alone (a writer may be
  * writing one).  Deletions are best effort, then the directory is fsynced.
  * @param keep_last  >= 1.
- * @param deleted    receives the number of files deleted; may be NULL.
+ * @param deleted    receives the number of files and directories deleted; may be NULL.
  * @param opts       io, alloc and threads are used; NULL for the defaults.
  * @return 0; BRINE_EINVAL (keep_last < 1, keep_every < 0, bad prefix);
  *         BRINE_ENOTFOUND (no checkpoint of prefix in dir); BRINE_ECORRUPT
