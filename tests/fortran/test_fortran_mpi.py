@@ -23,7 +23,8 @@ NP = 2
 # not fail the run (LSAN exit code 0); a leak from brine's frames does (below).
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl": "self,vader",
-           "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "LSAN_OPTIONS": "exitcode=0"}
+           "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
+           "LSAN_OPTIONS": os.environ.get("LSAN_OPTIONS", "") + ":exitcode=0"}
 BRINE_LEAK = re.compile(r"#[0-9]+ 0x[0-9a-f]+ in (brine|__brine)")
 
 
