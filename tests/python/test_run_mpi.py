@@ -215,6 +215,16 @@ def test_rank_file_of_another_step_is_corrupt(run_dir, tmp_path):
         brine.open(victim)
 
 
+def test_missing_rank_file_is_corrupt_and_a_removed_checkpoint_is_gone(run_dir):
+    (cdir(run_dir, 20) / "rank-2.h5").unlink()
+    run = brine.Run(run_dir)
+    e = run.entries()[1]
+    assert (e.step, e.status, e.ranks) == (20, "corrupt", NRANKS)
+    assert "rank-2.h5: missing" in e.error
+    shutil.rmtree(cdir(run_dir, 30))  # rotated away: no longer listed
+    assert [x.step for x in run.entries()] == [10, 20]
+
+
 def test_newest_falls_back_past_a_damaged_checkpoint(run_dir):
     flip_byte(cdir(run_dir, 30) / "rank-0.h5")
     with brine.Run(run_dir).newest() as ranks:

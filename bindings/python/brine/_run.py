@@ -154,8 +154,13 @@ def _examine(item: "_Item") -> RunEntry:
             with Checkpoint(path) as ckpt:
                 parts = [_contents(ckpt)]
                 created = ckpt.created
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as exc:
+        # Rotation renames a whole directory away: a rank file missing
+        # from a directory that still has its manifest is damage.
+        if not (multirank and os.path.isfile(os.path.join(path, _mpi.MANIFEST))):
+            raise
+        return RunEntry(path=path, step=step, size=size, created="", ranks=ranks,
+                        status="corrupt", error=f"{exc.filename}: missing ({exc.strerror})")
     except (BrineError, OSError) as exc:
         return RunEntry(path=path, step=step, size=size, created="", ranks=ranks,
                         status=_status_of(exc), error=str(exc))
@@ -188,11 +193,21 @@ def _listing(directory: str, prefix: Optional[str]) -> List[_Item]:
 
 def _identity(item: _Item) -> Tuple[Any, ...]:
     """What changes when a checkpoint is rewritten: the stats of its file, or
-    of a multi-rank one's manifest and rank files.  FileNotFoundError when gone."""
+    of a multi-rank one's manifest and rank files (None for a missing rank
+    file).  FileNotFoundError when the file or the manifest is gone."""
     path, multirank = item[1], item[4]
-    names = [_mpi.MANIFEST] + [f"rank-{r}.h5" for r in range(item[3])] if multirank else [""]
-    stats = [os.stat(os.path.join(path, n) if n else path) for n in names]
-    return (path, *((st.st_size, st.st_mtime_ns, st.st_ino) for st in stats))
+    if not multirank:
+        st = os.stat(path)
+        return (path, (st.st_size, st.st_mtime_ns, st.st_ino))
+    st = os.stat(os.path.join(path, _mpi.MANIFEST))
+    key: List[Any] = [path, (st.st_size, st.st_mtime_ns, st.st_ino)]
+    for r in range(item[3]):
+        try:
+            st = os.stat(os.path.join(path, f"rank-{r}.h5"))
+            key.append((st.st_size, st.st_mtime_ns, st.st_ino))
+        except FileNotFoundError:
+            key.append(None)
+    return tuple(key)
 
 
 def _open(item: _Item, rank: Optional[int]) -> Any:
