@@ -153,6 +153,7 @@ module brine
     ! Address given for zero-size arrays (brine wants a non-NULL pointer, reads no byte).
     integer(c_int8_t), target, save :: empty_target(1) = 0
 
+    public :: brine_open_via, c_open_comm
     public :: brine_open, brine_close, brine_register, brine_register_allocatable, brine_update
     public :: brine_save, brine_save_async, brine_wait, brine_maybe_save
     public :: brine_install_signals, brine_should_exit, brine_restore, brine_restore_report
@@ -195,6 +196,18 @@ module brine
     !> rc = brine_set_attr(ck, name, value): metadata (integer, real(real64) or character).
     interface brine_set_attr
         module procedure set_attr_i32, set_attr_i64, set_attr_r64, set_attr_str
+    end interface
+
+    !> A C opener with brine_open's arguments and a communicator
+    !> (brine_open_mpi_f, bindings/fortran/brine_mpi_f.c), for brine_open_via.
+    abstract interface
+        integer(c_int) function c_open_comm(out, dir, comm, opts) bind(c)
+            import :: c_int, c_ptr, brine_c_options
+            type(c_ptr), intent(out) :: out
+            type(c_ptr), value :: dir
+            integer(c_int), value :: comm
+            type(brine_c_options), intent(in) :: opts
+        end function
     end interface
 
     ! The C API, all in one place.
@@ -480,6 +493,20 @@ contains
         character(len=*), intent(in), optional :: dir
         type(brine_options_t), intent(in), optional :: opts
         integer :: rc
+        rc = brine_open_via(ck, dir, opts)
+    end function
+
+    !> brine_open, or with opener (a C function of interface c_open_comm)
+    !> and comm (a Fortran MPI communicator handle) that instead of brine_open:
+    !> how module brine_mpi's brine_open_mpi reaches the context's private
+    !> parts.  Programs call brine_open or brine_open_mpi, not this.
+    function brine_open_via(ck, dir, opts, opener, comm) result(rc)
+        type(brine_t), intent(inout) :: ck
+        character(len=*), intent(in), optional :: dir
+        type(brine_options_t), intent(in), optional :: opts
+        procedure(c_open_comm), optional :: opener
+        integer, intent(in), optional :: comm
+        integer :: rc
         type(brine_c_options) :: co
         character(kind=c_char, len=:), allocatable, target :: cdir, cprefix
         type(c_ptr) :: pdir
@@ -510,7 +537,11 @@ contains
             co%staging_max = opts%staging_max
             co%use_env = merge(1, 0, opts%use_env)
         end if
-        rc = c_open(ck%handle, pdir, co)
+        if (present(opener) .and. present(comm)) then
+            rc = opener(ck%handle, pdir, int(comm, c_int), co)
+        else
+            rc = c_open(ck%handle, pdir, co)
+        end if
         if (rc /= 0) then
             ck%handle = c_null_ptr
             ck%msg = f_str(c_open_errmsg())

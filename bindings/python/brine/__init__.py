@@ -30,7 +30,7 @@ from ._errors import (BrineError, CorruptCheckpointError, UnsafeCheckpointError,
 from ._compare import diff
 from ._lazy import LazyArray
 from . import _mpi
-from ._run import Run, RunEntry, Series, SkippedCheckpointWarning
+from ._run import RankCheckpoints, Run, RunEntry, Series, SkippedCheckpointWarning
 from ._save import save
 
 __version__ = "0.1.0"
@@ -38,7 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FORMAT_VERSION", "load", "open", "list", "save", "diff", "concat",
     "Checkpoint", "Group", "LazyArray", "CheckpointInfo",
-    "Run", "RunEntry", "Series", "SkippedCheckpointWarning",
+    "Run", "RunEntry", "Series", "SkippedCheckpointWarning", "RankCheckpoints",
     "BrineError", "CorruptCheckpointError", "UnsafeCheckpointError", "UnsupportedVersionError",
 ]
 
@@ -152,10 +152,13 @@ def open(path: "os.PathLike[str] | str", *, prefix: Optional[str] = None,
 
     A multi-rank checkpoint (or a run directory of them, as for
     :func:`load`) opens rank ``rank``'s file, checked against the manifest;
-    without ``rank``, a list of every rank's :class:`Checkpoint`.
+    without ``rank``, a :class:`RankCheckpoints`: the list of every rank's
+    :class:`Checkpoint`, a context manager that closes them all.
     """
     path = os.fspath(path)
-    return _multirank_or_file(path, prefix, rank, lambda d: _ranks(d, rank, open_file), open_file)
+    on_dir = (lambda d: _ranks(d, rank, open_file)) if rank is not None else (
+        lambda d: _mpi.open_ranks(d, open_file))
+    return _multirank_or_file(path, prefix, rank, on_dir, open_file)
 
 
 def list(directory: "os.PathLike[str] | str", *,  # noqa: A001 (brine.list is the API)

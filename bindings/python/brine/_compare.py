@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -36,17 +36,24 @@ def _describe(value: Any) -> str:
     return f"a scalar {type(value).__name__}"
 
 
-def diff(a: Any, b: Any, *, progress: Optional[bool] = None) -> Dict[str, float]:
+def diff(a: Any, b: Any, *, progress: Optional[bool] = None,
+         by_rank: bool = False) -> Union[Dict[str, float], List[Dict[str, float]]]:
     """The maximum absolute difference of every variable of two checkpoints.
 
     Parameters
     ----------
-    a, b : Checkpoint
+    a, b : Checkpoint or list of Checkpoint
         Open checkpoints (:func:`brine.open`, ``run[step]``) with the same
         variables: the same names, array shapes, and numeric or same-kind values.
+        Or two multi-rank checkpoints (lists of per-rank Checkpoints, as
+        :func:`brine.open` gives them) of the same rank count: compared rank
+        by rank, rank r of a with rank r of b.
     progress : bool or None
         A tqdm progress bar counting the bytes read (True, False, or None for
         one when there are at least 256 MiB to read).
+    by_rank : bool
+        For multi-rank checkpoints, a list of each rank's dict instead of
+        one dict of the largest difference over the ranks.
 
     Returns
     -------
@@ -57,14 +64,49 @@ def diff(a: Any, b: Any, *, progress: Optional[bool] = None) -> Dict[str, float]
         0.0 when both are equal and ``math.inf`` otherwise.  Arrays are read in
         blocks, never whole.
 
+    For multi-rank checkpoints: each variable's largest difference over the
+    ranks (NaN winning), the difference of the whole distributed variable.
+
     Raises
     ------
     ValueError
         A variable is in only one of them, or has different shapes or kinds
-        (array and scalar, string and number) in the two; the message names it.
+        (array and scalar, string and number) in the two; the message names it
+        (and the rank).  Multi-rank checkpoints with different rank counts,
+        or a multi-rank checkpoint and a single one.
     CorruptCheckpointError
         A chunk read is damaged.
     """
+    multi = isinstance(a, list), isinstance(b, list)
+    if not any(multi):
+        return _diff_one(a, b, progress)
+    if not all(multi):
+        single, ranks = (a, b) if multi[1] else (b, a)
+        raise ValueError(f"cannot compare the single checkpoint {single.path} with a multi-rank "
+                         f"checkpoint of {len(ranks)} ranks: pass one rank's checkpoint "
+                         f"(brine.open(..., rank=r))")
+    where = lambda x: getattr(x, "path", x[0].path if x else "?")  # noqa: E731
+    if len(a) != len(b):
+        raise ValueError(f"{where(a)} has {len(a)} ranks but {where(b)} has {len(b)}: a multi-rank "
+                         f"diff compares rank by rank; join ranks with brine.concat to compare "
+                         f"the whole fields")
+    per_rank = []
+    for r, (x, y) in enumerate(zip(a, b)):
+        try:
+            per_rank.append(_diff_one(x, y, progress))
+        except ValueError as exc:
+            raise ValueError(f"rank {r}: {exc}") from None
+    if by_rank:
+        return per_rank
+    result: Dict[str, float] = {}
+    for d in per_rank:
+        for name, value in d.items():
+            result[name] = _max_abs_diff_pair(result.get(name, 0.0), value)
+    return result
+
+
+def _diff_one(a: Any, b: Any, progress: Optional[bool]) -> Dict[str, float]:
+    """diff of two single checkpoints."""
     va, vb = a.variables(), b.variables()
     only_a = [n for n in va if n not in vb]
     only_b = [n for n in vb if n not in va]

@@ -15,9 +15,10 @@ from ._lazy import LazyArray
 
 if TYPE_CHECKING:
     from ._checkpoint import Checkpoint
+    from ._mpi import RankCheckpoints
     from ._run import Run
 
-__all__ = ["checkpoint_html", "run_html", "human_size", "MAX_ROWS"]
+__all__ = ["checkpoint_html", "run_html", "ranks_html", "human_size", "MAX_ROWS"]
 
 #: A run's table shows at most this many checkpoints (the first and the last ones).
 MAX_ROWS = 60
@@ -94,10 +95,13 @@ def run_html(run: "Run") -> str:
     """A run's directory and its checkpoints, with their status and scalars."""
     entries = run.entries()
     ok = sum(e.status == "ok" for e in entries)
+    multirank = sum(os.path.isdir(e.path) for e in entries)
     title = f"brine run {run.directory}: {len(entries)} checkpoints"
     if entries:
         title += (f", steps {entries[0].step} to {entries[-1].step}, {ok} verify, "
                   f"{human_size(sum(e.size for e in entries))}")
+    if multirank:
+        title += f", {multirank} multi-rank"
     scalar_names: List[str] = []
     for e in entries:
         scalar_names += [n for n in e.scalars if n not in scalar_names and n != "step"]
@@ -107,16 +111,34 @@ def run_html(run: "Run") -> str:
     rows: List[Sequence[str]] = []
     for e in shown:
         if e is None:
-            rows.append(["&hellip;"] * (5 + len(scalar_names)))
+            rows.append(["&hellip;"] * (6 + len(scalar_names)))
             continue
         status = (_e(e.status) if e.status == "ok"
                   else f'<td class="bad" title="{_e(e.error)}">{_e(e.status)}</td>')
         rows.append([_num(_e(e.step)), f"<code>{_e(os.path.basename(e.path))}</code>",
-                     _num(_e(human_size(e.size))), _e(e.created), status]
+                     _num(_e(human_size(e.size))), _num(_e(e.ranks)), _e(e.created), status]
                     + [_num(_e(_scalar_text(e.scalars[n]))) if n in e.scalars else ""
                        for n in scalar_names])
     errors = "".join(f'<div class="bad">{_e(os.path.basename(e.path))}: {_e(e.error)}</div>'
                      for e in entries if e.status != "ok")
     return (f'<div class="brine-repr">{_STYLE}<b>{_e(title)}</b>'
-            + _table(["step", "file", "size", "created", "status"] + scalar_names, rows)
+            + _table(["step", "file", "size", "ranks", "created", "status"] + scalar_names, rows)
             + errors + "</div>")
+
+
+def ranks_html(ckpts: "RankCheckpoints") -> str:
+    """A multi-rank checkpoint: one row per rank with its file and variables' shapes."""
+    title = (f"brine multi-rank checkpoint, step {ckpts.step}, {ckpts.nranks} ranks: "
+             f"{os.path.basename(ckpts.path)}")
+    rows: List[Sequence[str]] = []
+    for r, ckpt in enumerate(ckpts):
+        if ckpt.closed:
+            rows.append((_num(_e(r)), f"<code>{_e(os.path.basename(ckpt.path))}</code>",
+                         "(closed)"))
+            continue
+        arrays = ", ".join(f"{n} {v.shape}" for n, v in ckpt.variables().items()
+                           if isinstance(v, LazyArray))
+        rows.append((_num(_e(r)), f"<code>{_e(os.path.basename(ckpt.path))}</code>",
+                     f"<code>{_e(arrays)}</code>"))
+    return (f'<div class="brine-repr">{_STYLE}<b>{_e(title)}</b><br><code>{_e(ckpts.path)}</code>'
+            + _table(("rank", "file", "arrays"), rows) + "</div>")

@@ -20,7 +20,8 @@ import numpy as np
 from ._errors import BrineError, CorruptCheckpointError, UnsupportedVersionError
 
 __all__ = ["Manifest", "read_manifest", "is_multirank", "multirank_dirs", "rank_file",
-           "newest_multirank", "concat"]
+           "newest_multirank", "concat", "RankCheckpoints", "open_ranks", "open_rank", "REDUCTIONS",
+           "reduce_ranks"]
 
 MANIFEST = "manifest"
 _MAGIC = "brine-manifest 1\n"
@@ -185,6 +186,97 @@ def newest_multirank(directory: str, attempt: Callable[[str], T], *,
     if isinstance(newest, BrineError):
         raise type(newest)(message) from newest
     raise FileNotFoundError(errno.ENOENT, message) from newest
+
+
+class RankCheckpoints(list):
+    """The per-rank :class:`~brine.Checkpoint` objects of one multi-rank
+    checkpoint, in rank order: what :func:`brine.open` and ``run[step]``
+    return for one.  A list, and a context manager closing them all.
+
+    Attributes
+    ----------
+    path : str
+        The checkpoint directory.
+    step : int
+    nranks : int
+    """
+
+    def __init__(self, manifest: Manifest, checkpoints: Sequence[Any]) -> None:
+        super().__init__(checkpoints)
+        self.path = manifest.path
+        self.step = manifest.step
+        self.nranks = manifest.nranks
+
+    def close(self) -> None:
+        """Closes every rank's checkpoint."""
+        for ckpt in self:
+            ckpt.close()
+
+    def __enter__(self) -> "RankCheckpoints":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<brine.RankCheckpoints {self.path!r} step={self.step}, {self.nranks} ranks>"
+
+    def _repr_html_(self) -> str:
+        from ._display import ranks_html
+        return ranks_html(self)
+
+
+def open_ranks(cdir: str, opener: Callable[[str], Any]) -> RankCheckpoints:
+    """opener(rank file) for every rank of a multi-rank checkpoint, files checked first.
+
+    Every rank's file is checked against the manifest (size, CRC-32) before
+    any is opened, and each rank's ``step`` must be the manifest's; on any
+    failure the ranks already opened are closed.
+
+    Raises
+    ------
+    CorruptCheckpointError
+        A rank file differs from the manifest, or is of another step (the
+        message names the file, the expected and the found step).
+    """
+    m = read_manifest(cdir)
+    for r in range(m.nranks):
+        rank_file(m, r)
+    opened: List[Any] = []
+    try:
+        for r in range(m.nranks):
+            opened.append(open_rank(m, r, opener, verify=False))
+    except BaseException:
+        for ckpt in opened:
+            ckpt.close()
+        raise
+    return RankCheckpoints(m, opened)
+
+
+def open_rank(manifest: Manifest, rank: int, opener: Callable[[str], Any], *,
+              verify: bool = True) -> Any:
+    """opener(rank's file), the file checked against the manifest when verify,
+    and its ``step`` against the manifest's (CorruptCheckpointError otherwise)."""
+    path = rank_file(manifest, rank, verify=verify)
+    ckpt = opener(path)
+    if ckpt.step != manifest.step:
+        ckpt.close()
+        raise CorruptCheckpointError(f"{path}: root attribute 'step' is {ckpt.step}, but the "
+                                     f"manifest says step {manifest.step}", path=path)
+    return ckpt
+
+
+#: The named reductions of per-rank values (Run.series(reduce=...)).
+REDUCTIONS = {"sum": np.sum, "max": np.max, "min": np.min, "mean": np.mean}
+
+
+def reduce_ranks(values: Sequence[Any], reduce: Union[str, Callable[[List[Any]], Any]]) -> Any:
+    """reduce (a name of REDUCTIONS or a callable) of one value per rank, in rank order."""
+    if callable(reduce):
+        return reduce(list(values))
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce={reduce!r}: not one of {sorted(REDUCTIONS)} nor a callable")
+    return REDUCTIONS[reduce](np.asarray(values)).item()
 
 
 def _lookup(state: Any, name: str, where: str) -> Any:
