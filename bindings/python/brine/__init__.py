@@ -21,7 +21,7 @@ function that only builds arrays, dtypes and scalars) raises
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List as _List, Optional
+from typing import Any, Callable, List as _List, Optional
 
 from ._checkpoint import FORMAT_VERSION, Checkpoint, Group, load_file, open_file
 from ._directory import CheckpointInfo, _committed, list_checkpoints, newest_that_verifies
