@@ -269,6 +269,37 @@ static void snapshot_tables(const brine *b, brine_async *a)
 }
 
 /*
+ * Makes the staging memory and the snapshot's tables large enough for the
+ * current state (bytes of variables, text bytes of metadata).  0, or -1
+ * when an allocation failed (what was reserved stays, to be reused).
+ */
+static int reserve_snapshot(brine *b, brine_async *a, size_t bytes, size_t text)
+{
+    void *p = a->staging, *q = a->vars, *r = a->attrs, *t = a->text;
+    size_t vars_have = a->vars_cap * sizeof *a->vars, attrs_have = a->attrs_cap * sizeof *a->attrs;
+    const int failed = reserve(b->alloc, &p, &a->staging_cap, bytes, b->opts.staging_max) ||
+                       reserve(b->alloc, &q, &vars_have, b->nvars * sizeof *a->vars, 0) ||
+                       reserve(b->alloc, &r, &attrs_have, b->nattrs * sizeof *a->attrs, 0) ||
+                       reserve(b->alloc, &t, &a->text_cap, text, 0);
+    a->staging = p;
+    a->vars = q;
+    a->vars_cap = vars_have / sizeof *a->vars;
+    a->attrs = r;
+    a->attrs_cap = attrs_have / sizeof *a->attrs;
+    a->text = t;
+    return failed ? -1 : 0;
+}
+
+/* Copies the state into the reserved snapshot and starts the save's thread. */
+static int snapshot_and_start(brine *b, brine_async *a, int64_t step, size_t bytes)
+{
+    snapshot_tables(b, a);
+    copy_state(b, a, bytes);
+    a->threads = b->opts.threads > 0 ? b->opts.threads : omp_get_max_threads();
+    return start_thread(b, a, step);
+}
+
+/*
  * brine_save_async in a group: the same steps on every rank whatever
  * happens locally (a bad state, no staging memory, a state over
  * staging_max), so that the collectives stay in step: the temporary
@@ -299,24 +330,7 @@ static int save_async_group(brine *b, int64_t step, int check_rc)
     brine_save__started(b);
     int sync = b->opts.staging_max && (staging_bytes(b, &bytes) || bytes > b->opts.staging_max);
     if (!sync && staging_bytes(b, &bytes) == 0 && text_bytes(b, &text) == 0) {
-        void *p = a->staging, *q = a->vars, *r = a->attrs, *t = a->text;
-        size_t vars_have = a->vars_cap * sizeof *a->vars, attrs_have = a->attrs_cap * sizeof *a->attrs;
-        sync = reserve(b->alloc, &p, &a->staging_cap, bytes, b->opts.staging_max) ||
-               reserve(b->alloc, &q, &vars_have, b->nvars * sizeof *a->vars, 0) ||
-               reserve(b->alloc, &r, &attrs_have, b->nattrs * sizeof *a->attrs, 0) ||
-               reserve(b->alloc, &t, &a->text_cap, text, 0);
-        a->staging = p;
-        a->vars = q;
-        a->vars_cap = vars_have / sizeof *a->vars;
-        a->attrs = r;
-        a->attrs_cap = attrs_have / sizeof *a->attrs;
-        a->text = t;
-        if (!sync) {
-            snapshot_tables(b, a);
-            copy_state(b, a, bytes);
-            a->threads = b->opts.threads > 0 ? b->opts.threads : omp_get_max_threads();
-            sync = start_thread(b, a, step) != 0;
-        }
+        sync = reserve_snapshot(b, a, bytes, text) || snapshot_and_start(b, a, step, bytes) != 0;
     } else {
         sync = 1;
     }
@@ -356,29 +370,14 @@ int brine_save_async(brine *b, int64_t step)
     if (!b->async && (rc = create(b)))
         return rc;
     brine_async *a = b->async;
-    void *p = a->staging, *q = a->vars, *r = a->attrs, *t = a->text;
-    size_t vars_have = a->vars_cap * sizeof *a->vars, attrs_have = a->attrs_cap * sizeof *a->attrs;
-    const int failed = reserve(b->alloc, &p, &a->staging_cap, bytes, b->opts.staging_max) ||
-                       reserve(b->alloc, &q, &vars_have, b->nvars * sizeof *a->vars, 0) ||
-                       reserve(b->alloc, &r, &attrs_have, b->nattrs * sizeof *a->attrs, 0) ||
-                       reserve(b->alloc, &t, &a->text_cap, text, 0);
-    a->staging = p;
-    a->vars = q;
-    a->vars_cap = vars_have / sizeof *a->vars;
-    a->attrs = r;
-    a->attrs_cap = attrs_have / sizeof *a->attrs;
-    a->text = t;
-    if (failed)
+    if (reserve_snapshot(b, a, bytes, text))
         return brine__fail(&b->err, BRINE_ENOMEM,
                            "brine_save_async: out of memory for the staging memory of %zu bytes "
                            "(one copy of the state)",
                            bytes);
 
     brine_save__started(b);
-    snapshot_tables(b, a);
-    copy_state(b, a, bytes);
-    a->threads = b->opts.threads > 0 ? b->opts.threads : omp_get_max_threads();
-    return start_thread(b, a, step);
+    return snapshot_and_start(b, a, step, bytes);
 }
 
 int brine_wait(brine *b)

@@ -19,42 +19,7 @@
 #include <zlib.h>
 
 #include "../c/test_util.h"
-#include "core/coll.h"
-
-static int solo_allgather(void *ctx, const void *send, size_t n, void *recv)
-{
-    (void)ctx;
-    memcpy(recv, send, n);
-    return 0;
-}
-
-static int solo_bcast(void *ctx, void *buf, size_t n, int root)
-{
-    (void)ctx, (void)buf, (void)n, (void)root;
-    return 0;
-}
-
-static int held[4], nheld;
-
-static int solo_ibegin(void *ctx, const int *in, int n)
-{
-    (void)ctx;
-    memcpy(held, in, (size_t)n * sizeof *in);
-    nheld = n;
-    return 0;
-}
-
-static int solo_iend(void *ctx, int *out)
-{
-    (void)ctx;
-    memcpy(out, held, (size_t)nheld * sizeof *out);
-    return 0;
-}
-
-static void solo_close(void *ctx)
-{
-    (void)ctx;
-}
+#include "../c/solo_group.h"
 
 static double x[256];
 
@@ -64,8 +29,7 @@ static brine *open_solo(const char *dir)
     o.use_env = 0;
     o.keep_last = 0; /* keep everything: the test prunes by hand */
     brine *b = tu_open(dir, &o);
-    const brine_coll g = {NULL, 0, 1, solo_allgather, solo_bcast, solo_ibegin, solo_iend, solo_close};
-    OK(b, brine_coll__attach(b, &g));
+    OK(b, brine_coll__attach(b, tu_solo_group()));
     const size_t shape[1] = {256};
     OK(b, brine_register(b, "x", BRINE_F64, x, 1, shape, 0));
     return b;

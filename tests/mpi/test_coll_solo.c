@@ -18,47 +18,7 @@
 #include <zlib.h>
 
 #include "../c/test_util.h"
-#include "core/coll.h"
-
-/* ---- a group of one ---- */
-
-static int solo_allgather(void *ctx, const void *send, size_t n, void *recv)
-{
-    (void)ctx;
-    memcpy(recv, send, n);
-    return 0;
-}
-
-static int solo_bcast(void *ctx, void *buf, size_t n, int root)
-{
-    (void)ctx, (void)buf, (void)n, (void)root;
-    return 0;
-}
-
-static int held[4], nheld;
-
-static int solo_ibegin(void *ctx, const int *in, int n)
-{
-    (void)ctx;
-    memcpy(held, in, (size_t)n * sizeof *in);
-    nheld = n;
-    return 0;
-}
-
-static int solo_iend(void *ctx, int *out)
-{
-    (void)ctx;
-    memcpy(out, held, (size_t)nheld * sizeof *out);
-    return 0;
-}
-
-static int closed;
-
-static void solo_close(void *ctx)
-{
-    (void)ctx;
-    closed++;
-}
+#include "../c/solo_group.h"
 
 static int fail_writes;
 
@@ -73,8 +33,7 @@ static double x[64];
 static brine *open_solo(const char *dir, const brine_options *o)
 {
     brine *b = tu_open(dir, o);
-    const brine_coll g = {NULL, 0, 1, solo_allgather, solo_bcast, solo_ibegin, solo_iend, solo_close};
-    OK(b, brine_coll__attach(b, &g));
+    OK(b, brine_coll__attach(b, tu_solo_group()));
     const size_t shape[1] = {64};
     OK(b, brine_register(b, "x", BRINE_F64, x, 1, shape, 0));
     return b;
@@ -110,7 +69,7 @@ static void test_layout_rotation_and_manifest(void **state)
     brine_options o = BRINE_OPTIONS_INIT;
     o.use_env = 0;
     o.keep_last = 2;
-    closed = 0;
+    tu_solo_closed = 0;
     brine *b = open_solo(dir, &o);
     for (int64_t s = 1; s <= 4; s++) {
         fill((double)s);
@@ -165,7 +124,7 @@ static void test_layout_rotation_and_manifest(void **state)
     EXPECT_RC(b, BRINE_EMISMATCH, brine_restore(b, &step));
     assert_non_null(strstr(brine_errmsg(b), "ckpt-000000000003 was saved by 2 ranks but this run has 1"));
     OK(b, brine_close(b));
-    assert_int_equal(closed, 1); /* the group is closed with the context */
+    assert_int_equal(tu_solo_closed, 1); /* the group is closed with the context */
     tu_rmtree(dir);
 }
 
@@ -240,11 +199,10 @@ static void test_nowait_refused(void **state)
     o.use_env = 0;
     o.async_flags = BRINE_ASYNC_NOWAIT;
     brine *b = tu_open(dir, &o);
-    const brine_coll g = {NULL, 0, 1, solo_allgather, solo_bcast, solo_ibegin, solo_iend, solo_close};
-    closed = 0;
-    assert_int_equal(brine_coll__attach(b, &g), BRINE_EINVAL);
+    tu_solo_closed = 0;
+    assert_int_equal(brine_coll__attach(b, tu_solo_group()), BRINE_EINVAL);
     assert_non_null(strstr(brine_open_errmsg(), "BRINE_ASYNC_NOWAIT"));
-    assert_int_equal(closed, 1);
+    assert_int_equal(tu_solo_closed, 1);
     OK(b, brine_close(b));
     tu_rmtree(dir);
 }

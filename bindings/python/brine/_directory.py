@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple, TypeVar
 
@@ -12,11 +11,10 @@ import h5py
 
 from ._errors import BrineError
 from ._mpi import multirank_dirs, read_manifest
+from ._names import CHECKPOINT_NAME
 
 __all__ = ["CHECKPOINT_NAME", "CheckpointInfo", "list_checkpoints", "newest_that_verifies"]
 
-# <prefix>-<12 digits>.h5, prefix: 1..64 of [A-Za-z0-9_.+-], not starting with '.' (format 1).
-CHECKPOINT_NAME = _NAME = re.compile(r"(?P<prefix>[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,63})-(?P<step>[0-9]{12})\.h5")
 
 T = TypeVar("T")
 
@@ -83,7 +81,7 @@ def _committed(directory: "os.PathLike[str] | str",
     found = []
     with os.scandir(directory) as entries:
         for entry in entries:
-            m = _NAME.fullmatch(entry.name)
+            m = CHECKPOINT_NAME.fullmatch(entry.name)
             if m is None or (prefix is not None and m["prefix"] != prefix):
                 continue
             try:

@@ -18,6 +18,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar, Unio
 import numpy as np
 
 from ._errors import BrineError, CorruptCheckpointError, UnsupportedVersionError
+from ._names import DIR_NAME
 
 __all__ = ["Manifest", "read_manifest", "is_multirank", "multirank_dirs", "rank_file",
            "newest_multirank", "concat", "RankCheckpoints", "open_ranks", "open_rank", "REDUCTIONS",
@@ -25,8 +26,6 @@ __all__ = ["Manifest", "read_manifest", "is_multirank", "multirank_dirs", "rank_
 
 MANIFEST = "manifest"
 _MAGIC = "brine-manifest 1\n"
-# <prefix>-<12 digits>, prefix as for files (docs/format.md section 1).
-_DIR_NAME = re.compile(r"(?P<prefix>[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,63})-(?P<step>[0-9]{12})")
 _RANK_LINE = re.compile(r"rank (?P<r>0|[1-9][0-9]*) rank-(?P<r2>0|[1-9][0-9]*)\.h5 "
                         r"(?P<size>0|[1-9][0-9]*) (?P<crc>[0-9a-f]{8})")
 
@@ -99,7 +98,7 @@ def read_manifest(checkpoint_dir: "os.PathLike[str] | str") -> Manifest:
         raise CorruptCheckpointError(f"{path}: malformed step or nranks", path=path) from None
     if nranks < 1 or len(rows) != 3 + nranks:
         raise CorruptCheckpointError(f"{path}: {nranks} ranks but {len(rows) - 3} rank lines", path=path)
-    named = _DIR_NAME.fullmatch(os.path.basename(os.path.normpath(cdir)))
+    named = DIR_NAME.fullmatch(os.path.basename(os.path.normpath(cdir)))
     if named is not None and (named["prefix"] != prefix or int(named["step"]) != step):
         raise CorruptCheckpointError(f"{path}: names prefix {prefix!r} and step {step}, but the "
                                      f"directory is {named.group(0)}", path=path)
@@ -123,7 +122,7 @@ def multirank_dirs(directory: "os.PathLike[str] | str",
     found = []
     with os.scandir(os.fspath(directory)) as entries:
         for entry in entries:
-            m = _DIR_NAME.fullmatch(entry.name)
+            m = DIR_NAME.fullmatch(entry.name)
             if m is None or (prefix is not None and m["prefix"] != prefix):
                 continue
             if entry.is_dir():

@@ -34,8 +34,8 @@ from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple, Union
 import h5py
 import numpy as np
 
-from ._directory import CHECKPOINT_NAME
 from ._errors import CorruptCheckpointError
+from ._names import CHECKPOINT_NAME, PREFIX
 from ._unpickler import scan_stream
 
 __all__ = ["save", "MAX_STEP"]
@@ -61,7 +61,6 @@ _DTYPE_STRINGS = {
 _DTYPE_NAMES = ("bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32, "
                 "float64, complex64, complex128")
 
-_PREFIX = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,63}")
 _RESERVED_ATTRS = ("step", "created")
 
 _VALUE_TYPES = "a dict (a group), a numpy array, or a bool, int, float, complex or str scalar"
@@ -632,7 +631,7 @@ def save(path_or_dir: "os.PathLike[str] | str", state: Dict[str, Any], *, step: 
         keep_last = _check_int(keep_last, "keep_last", 1, None)
     if keep_every is not None:
         keep_every = _check_int(keep_every, "keep_every", 1, None)
-    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+    if not isinstance(prefix, str) or not PREFIX.fullmatch(prefix):
         raise ValueError(f"brine.save: prefix {prefix!r} is not 1 to 64 characters of "
                          "[A-Za-z0-9_.+-] not starting with '.'")
     to_directory = os.path.isdir(target) or not target.endswith(".h5")
